@@ -1,0 +1,136 @@
+"""Every Redis key cityline uses, in one place, with its type and lifetime.
+
+All keys share one configurable prefix (default `cl:`). For Redis Cluster, choose a prefix with a
+hash tag such as `{cl}:` so that every key a script touches lives in one slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "cl:"
+
+    # STREAM: every state change, appended by the Lua script that makes it. Trimmed by length
+    # (`redis.events_maxlen`); statistics keep their own aggregates so trimming loses no figure.
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}events"
+
+    # HASH per interaction: see router.models.Interaction for the fields. Lives forever (small);
+    # `cityline` never deletes an interaction, because reference numbers must stay resolvable.
+    def ix(self, ix_id: str) -> str:
+        return f"{self.prefix}ix:{ix_id}"
+
+    # LIST per interaction: the conversation (JSON entries), appended by message.lua.
+    def messages(self, ix_id: str) -> str:
+        return f"{self.prefix}msgs:{ix_id}"
+
+    # ZSET per bucket of waiting interactions, scored by position time (enqueued_ms). A bucket is
+    # every waiting interaction of one queue with the same channel, priority, required skills and
+    # target agent, so its head is the best candidate for it and the dispatcher looks only at
+    # heads: decision cost grows with the number of buckets, not with the number waiting.
+    def bucket(self, bucket_id: str) -> str:
+        return f"{self.prefix}b:{bucket_id}"
+
+    # HASH per bucket: queue, channel, priority, skills (JSON), target_agent, queue_priority.
+    # Written once when the bucket is first used; never changes (the id is a digest of it).
+    def bucket_meta(self, bucket_id: str) -> str:
+        return f"{self.prefix}bm:{bucket_id}"
+
+    # SET of bucket ids that currently hold at least one waiting interaction.
+    @property
+    def active_buckets(self) -> str:
+        return f"{self.prefix}buckets"
+
+    # SET per queue of every bucket id ever used by it (for live "waiting" per queue).
+    def queue_buckets(self, queue: str) -> str:
+        return f"{self.prefix}qb:{queue}"
+
+    # HASH per agent: profile (skills JSON, cap:<channel>, line, endpoint, blending flags) and
+    # state (state, reason, state_since, idle_since, load:<channel>, misses).
+    def agent(self, agent_id: str) -> str:
+        return f"{self.prefix}agent:{agent_id}"
+
+    # SET per agent of interaction ids it holds (offered, connected or in wrap-up).
+    def agent_work(self, agent_id: str) -> str:
+        return f"{self.prefix}aw:{agent_id}"
+
+    # SET of every agent id that has ever logged in (for the agent grid and statistics).
+    @property
+    def agents(self) -> str:
+        return f"{self.prefix}agents"
+
+    # ZSET of agents that are ready and have spare capacity on some channel, scored by
+    # idle_since (ms): the dispatcher's only source of candidate agents.
+    @property
+    def available(self) -> str:
+        return f"{self.prefix}avail"
+
+    # ZSET: interaction id -> offer deadline (ms). Offers past it become RINGNOANSWER.
+    @property
+    def offers(self) -> str:
+        return f"{self.prefix}offers"
+
+    # ZSET: interaction id -> next moment something happens to it while waiting (escalation
+    # step or max wait), in ms. Removed while offered, restored when it goes back to waiting.
+    @property
+    def due(self) -> str:
+        return f"{self.prefix}due"
+
+    # ZSET: interaction id -> end of its wrap-up time (ms).
+    @property
+    def wrapups(self) -> str:
+        return f"{self.prefix}wrapups"
+
+    # HASH: year -> last reference number sequence of that year.
+    @property
+    def ref_seq(self) -> str:
+        return f"{self.prefix}refseq"
+
+    # HASH: reference number -> interaction id.
+    @property
+    def ref_index(self) -> str:
+        return f"{self.prefix}refs"
+
+    # --- statistics (router.stats) ---------------------------------------------------------
+
+    # STRING: id of the last event folded into the aggregates (exactly-once cursor).
+    @property
+    def stats_cursor(self) -> str:
+        return f"{self.prefix}st:cursor"
+
+    # HASH per 15-minute interval and scope ("q:<queue>", "c:<channel>", "a:<agent>"):
+    # counters and sums of that interval. Kept `stats.retention_days`.
+    def stats_interval(self, interval_start_ms: int, scope: str) -> str:
+        return f"{self.prefix}st:{interval_start_ms}:{scope}"
+
+    # SET per day (YYYY-MM-DD, city time) of the interval hash keys written that day.
+    def stats_day_index(self, day: str) -> str:
+        return f"{self.prefix}st:day:{day}"
+
+    # --- authentication (router.auth) ------------------------------------------------------
+
+    # HASH per user: role, agent_id, password hash (argon2).
+    def user(self, username: str) -> str:
+        return f"{self.prefix}user:{username}"
+
+    # SET of user names.
+    @property
+    def users(self) -> str:
+        return f"{self.prefix}users"
+
+    # HASH per API token, keyed by the token's SHA-256: user, created, label. The token itself
+    # is shown once and never stored.
+    def api_token(self, token_digest: str) -> str:
+        return f"{self.prefix}tok:{token_digest}"
+
+    # HASH per session id (random, 256 bits): user, csrf token. Expires with the session.
+    def session(self, session_id: str) -> str:
+        return f"{self.prefix}sess:{session_id}"
+
+    # STRING counter per user of failed logins, expiring after the lockout window.
+    def login_failures(self, username: str) -> str:
+        return f"{self.prefix}lf:{username}"

@@ -1,0 +1,156 @@
+"""Domain vocabulary shared by every layer: channels, states, events, interactions, agents.
+
+`queues/` may import this module (and only this one from `router`), so it holds plain data
+definitions with no I/O.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Channel(StrEnum):
+    voice = "voice"
+    chat = "chat"
+    sms = "sms"
+    email = "email"
+    telegram = "telegram"
+    webform = "webform"
+
+
+class InteractionState(StrEnum):
+    new = "new"
+    queued = "queued"
+    offered = "offered"
+    connected = "connected"
+    wrapup = "wrapup"
+    # terminal states: every interaction ends in exactly one of these
+    closed = "closed"
+    abandoned = "abandoned"
+    timeout = "timeout"
+    deflected = "deflected"
+
+
+TERMINAL_STATES = frozenset(
+    {
+        InteractionState.closed,
+        InteractionState.abandoned,
+        InteractionState.timeout,
+        InteractionState.deflected,
+    }
+)
+
+
+class AgentState(StrEnum):
+    offline = "offline"
+    ready = "ready"
+    not_ready = "not_ready"
+    # shown when the agent is ready but every open interaction is in wrap-up; the stored state
+    # stays `ready` because wrap-up is per interaction (an agent may wrap up a call while chats run)
+    wrapup = "wrapup"
+
+
+class EventType(StrEnum):
+    """Named like Asterisk's queue_log verbs so queue-report tools can read an export."""
+
+    ENTERQUEUE = "ENTERQUEUE"
+    OFFER = "OFFER"
+    RINGNOANSWER = "RINGNOANSWER"
+    CONNECT = "CONNECT"
+    COMPLETECALLER = "COMPLETECALLER"
+    COMPLETEAGENT = "COMPLETEAGENT"
+    WRAPUPEND = "WRAPUPEND"
+    ABANDON = "ABANDON"
+    EXITWITHTIMEOUT = "EXITWITHTIMEOUT"
+    EXITEMPTY = "EXITEMPTY"
+    TRANSFER = "TRANSFER"
+    ESCALATE = "ESCALATE"
+    ADDMEMBER = "ADDMEMBER"
+    REMOVEMEMBER = "REMOVEMEMBER"
+    PAUSE = "PAUSE"
+    UNPAUSE = "UNPAUSE"
+    DEFLECTED = "DEFLECTED"
+    MESSAGE = "MESSAGE"
+    CASECREATED = "CASECREATED"
+    CASESTATUS = "CASESTATUS"
+
+
+class Event(BaseModel):
+    """One entry of the `cl:events` stream, as written by a Lua script.
+
+    Every field of the stream entry is a string; this model gives them types. `time_ms` is Redis
+    `TIME` at the moment of the transition (or the channel's own timestamp for abandons, which is
+    more exact). Durations are milliseconds so that tests can compare them exactly.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(description="stream entry id")
+    type: EventType
+    time_ms: int
+    queue: str = ""
+    ix: str = ""
+    agent: str = ""
+    channel: str = ""
+    wait_ms: int | None = None
+    talk_ms: int | None = None
+    ring_ms: int | None = None
+    wrapup_ms: int | None = None
+
+    @classmethod
+    def from_stream(cls, entry_id: str, fields: dict[str, str]) -> Event:
+        data: dict[str, Any] = dict(fields)
+        data["id"] = entry_id
+        data["type"] = data.pop("ev")
+        data["time_ms"] = int(data.pop("t"))
+        return cls.model_validate(data)
+
+
+class Interaction(BaseModel):
+    """One contact of a resident through one channel, as stored in `cl:ix:<id>`."""
+
+    id: str
+    ref: str = Field(description="reference number the resident can quote, e.g. 2026-000123")
+    channel: Channel
+    queue: str
+    state: InteractionState
+    priority: int = 0
+    skills: dict[str, int] = Field(default_factory=dict, description="skill -> minimum level")
+    target_agent: str = ""
+    language: str = "pl"
+    resident: str = ""
+    subject: str = ""
+    body: str = ""
+    created_ms: int = 0
+    enqueued_ms: int = Field(0, description="position time: orders the queue, kept on transfer")
+    entered_ms: int = Field(0, description="time it entered its current queue: measures its wait")
+    offered_ms: int = 0
+    connected_ms: int = 0
+    ended_ms: int = 0
+    agent: str = ""
+    attempts: int = 0
+    case: str = ""
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentProfile(BaseModel):
+    """What routing needs to know about an agent; stored in `cl:agent:<id>` at login."""
+
+    id: str
+    name: str = ""
+    skills: dict[str, int] = Field(default_factory=dict, description="skill -> level 1..10")
+    capacity: dict[Channel, int] = Field(
+        default_factory=lambda: {
+            Channel.voice: 1,
+            Channel.chat: 3,
+            Channel.sms: 5,
+            Channel.email: 5,
+            Channel.telegram: 3,
+            Channel.webform: 5,
+        }
+    )
+    line: str = Field("first", pattern="^(first|second)$")
+    endpoint: str = Field("", description="voice endpoint, e.g. PJSIP/1001")
