@@ -193,10 +193,8 @@ class EmbeddedRedis:
                 err = (self.data_dir / "redis.stderr").read_text(errors="replace")
                 log = self.data_dir / "redis.log"
                 tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
-                self.process = None
-                raise EmbeddedRedisError(
-                    f"redis-server exited with {self.process.returncode}: {err.strip()} {tail}"
-                )
+                code, self.process = self.process.returncode, None
+                raise EmbeddedRedisError(f"redis-server exited with {code}: {err.strip()} {tail}")
             if self._ping():
                 return
             time.sleep(0.02)
