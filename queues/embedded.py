@@ -108,7 +108,8 @@ class EmbeddedRedis:
         return self.data_dir / "redis.pid"
 
     def version(self) -> str:
-        out = subprocess.run([self.binary, "--version"], capture_output=True, text=True, check=False)
+        cmd = [self.binary, "--version"]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         for part in out.stdout.split():
             if part.startswith("v="):
                 return part[2:]
@@ -162,12 +163,12 @@ class EmbeddedRedis:
             self.socket_path.unlink()
         stderr_fd = self._stderr_file()
         try:
-            self.process = subprocess.Popen(  # noqa: S603 - fixed binary, no shell
+            self.process = subprocess.Popen(  # fixed binary and arguments, no shell
                 self.command_line(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr_fd,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for the death signal
+                preexec_fn=_die_with_parent,  # Linux death signal, see its docstring
             )
         finally:
             os.close(stderr_fd)

@@ -95,6 +95,12 @@ class Keys:
     def ref_index(self) -> str:
         return f"{self.prefix}refs"
 
+    # HASH: "<channel>:<external id>" (Asterisk uniqueid, Message-ID, webhook id) -> interaction
+    # id, so an input delivered twice creates one interaction.
+    @property
+    def external_ids(self) -> str:
+        return f"{self.prefix}ext"
+
     # --- statistics (router.stats) ---------------------------------------------------------
 
     # STRING: id of the last event folded into the aggregates (exactly-once cursor).

@@ -1,0 +1,25 @@
+-- complete: the conversation ends (COMPLETECALLER or COMPLETEAGENT, with talk time). With wrap-up
+-- time the agent keeps the slot until wrap-up ends; without, the interaction closes now.
+-- KEYS: 1 ix, 2 agent, 3 wrapups, 4 avail, 5 events, 6 agent_work
+-- ARGV: 1 ix_id, 2 agent_id (holder), 3 side (caller|agent), 4 wrap-up ms, 5 events_maxlen
+-- Returns {now, talk_ms, state}.
+local ix_id, agent_id, side = ARGV[1], ARGV[2], ARGV[3]
+local ix = hmget(KEYS[1], {'state', 'agent', 'queue', 'channel', 'entered_ms', 'connected_ms'})
+if ix.state ~= 'connected' then return fail('STATE', 'interaction is ' .. tostring(ix.state)) end
+if ix.agent ~= agent_id then return fail('FORBIDDEN', 'interaction is with another agent') end
+local now = now_ms()
+local talk = now - num(ix.connected_ms)
+local wrapup = num(ARGV[4])
+local ev = side == 'caller' and 'COMPLETECALLER' or 'COMPLETEAGENT'
+emit(KEYS[5], ARGV[5], {'ev', ev, 't', now, 'queue', ix.queue, 'ix', ix_id, 'agent', agent_id,
+  'channel', ix.channel, 'wait_ms', num(ix.connected_ms) - num(ix.entered_ms), 'talk_ms', talk})
+if wrapup > 0 then
+  redis.call('HSET', KEYS[1], 'state', 'wrapup', 'talk_end_ms', now, 'wrapup_until', now + wrapup,
+    'ended_by', side)
+  redis.call('ZADD', KEYS[3], now + wrapup, ix_id)
+  return {now, talk, 'wrapup'}
+end
+redis.call('HSET', KEYS[1], 'state', 'closed', 'talk_end_ms', now, 'ended_ms', now,
+  'ended_by', side)
+release_slot(KEYS[2], KEYS[4], KEYS[6], agent_id, ix_id, ix.channel, now)
+return {now, talk, 'closed'}

@@ -1,0 +1,399 @@
+"""The routing state transitions, one method per Lua script.
+
+Callers pass decisions (which bucket, which agent, which timeouts); the scripts check and apply
+them atomically and append the event. Nothing here knows the YAML config: the router turns
+config into `Placement`s and milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from queues.buckets import Placement
+from queues.errors import NotFoundError, StateError
+from queues.keys import Keys
+from queues.scripts import Scripts
+from router.models import AgentProfile
+
+
+def new_interaction_id() -> str:
+    """Time-ordered (microseconds, hex) plus 40 random bits.
+
+    Interactions enqueued in the same millisecond tie on score and Redis then orders them by
+    member, so a time-ordered id keeps first-come-first-served within the millisecond.
+    """
+    return f"{time.time_ns() // 1000:014x}{secrets.token_hex(5)}"
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    id: str
+    ref: str
+    enqueued_ms: int
+    created: bool
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    ended_ms: int
+    wait_ms: int
+    short: bool
+
+
+@dataclass(frozen=True)
+class Blending:
+    voice_with_open_text: bool = False
+    text_during_voice: bool = False
+
+
+def _s(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)
+
+
+class RoutingStore:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys | None = None,
+        events_maxlen: int = 5_000_000,
+        tz_offset_ms: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys or Keys()
+        self.events_maxlen = events_maxlen
+        self.tz_offset_ms = tz_offset_ms  # city's UTC offset now: reference numbers' year
+        self.scripts = Scripts(redis)
+
+    async def load_scripts(self) -> None:
+        await self.scripts.load()
+
+    async def _call(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return await self.scripts.call(name, keys, args)
+
+    async def now_ms(self) -> int:
+        sec, usec = await self.redis.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    # --- interactions -------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        placement: Placement,
+        fields: dict[str, Any],
+        *,
+        escalate_after_ms: int = 0,
+        max_wait_ms: int = 0,
+        external_key: str = "",
+        ix_id: str | None = None,
+    ) -> Enqueued:
+        """Create an interaction and queue it (`fields`: language, resident, subject, body...)."""
+        k = self.keys
+        ix_id = ix_id or new_interaction_id()
+        data = {**fields, **placement.routing_fields(), "channel": placement.channel}
+        if isinstance(data.get("meta"), dict):
+            data["meta"] = json.dumps(data["meta"])
+        res = await self._call(
+            "enqueue",
+            [k.ix(ix_id), k.bucket(placement.bucket_id), k.bucket_meta(placement.bucket_id),
+             k.active_buckets, k.queue_buckets(placement.queue), k.due, k.events, k.ref_seq,
+             k.ref_index, k.external_ids],
+            [ix_id, placement.bucket_id, self.events_maxlen, self.tz_offset_ms(),
+             escalate_after_ms, max_wait_ms, external_key, json.dumps(data),
+             json.dumps(placement.meta())],
+        )  # fmt: skip
+        got_id, ref, enq, created = _s(res[0]), _s(res[1]), int(res[2]), bool(int(res[3]))
+        if not created:
+            ref, enq_s = await self.redis.hmget(k.ix(got_id), ["ref", "enqueued_ms"])
+            return Enqueued(got_id, _s(ref or ""), int(enq_s or 0), False)
+        return Enqueued(got_id, ref, enq, True)
+
+    async def deflect(self, fields: dict[str, Any], reason: str) -> Enqueued:
+        k = self.keys
+        ix_id = new_interaction_id()
+        res = await self._call(
+            "deflect",
+            [k.ix(ix_id), k.events, k.ref_seq, k.ref_index],
+            [ix_id, json.dumps(fields), reason, self.tz_offset_ms(), self.events_maxlen],
+        )
+        return Enqueued(_s(res[0]), _s(res[1]), 0, True)
+
+    async def reserve(
+        self, ix_id: str, agent_id: str, bucket_id: str, offer_timeout_ms: int
+    ) -> int:
+        """Offer; returns the offer deadline (ms). Raises StaleError on a stale pick."""
+        k = self.keys
+        res = await self._call(
+            "reserve",
+            [k.ix(ix_id), k.bucket(bucket_id), k.active_buckets, k.agent(agent_id), k.available,
+             k.offers, k.due, k.events, k.agent_work(agent_id)],
+            [ix_id, agent_id, bucket_id, offer_timeout_ms, self.events_maxlen],
+        )  # fmt: skip
+        return int(res[1])
+
+    async def accept(self, ix_id: str, agent_id: str) -> int:
+        """Connect; returns the exact wait in ms."""
+        k = self.keys
+        res = await self._call(
+            "accept",
+            [k.ix(ix_id), k.agent(agent_id), k.offers, k.events],
+            [ix_id, agent_id, self.events_maxlen],
+        )
+        return int(res[1])
+
+    async def _offer_keys(self, ix_id: str, agent_id: str) -> list[str]:
+        k = self.keys
+        bucket = await self.redis.hget(k.ix(ix_id), "bucket")
+        if bucket is None:
+            raise NotFoundError(f"no interaction {ix_id}")
+        return [k.ix(ix_id), k.bucket(_s(bucket)), k.active_buckets, k.agent(agent_id),
+                k.available, k.offers, k.due, k.events, k.agent_work(agent_id)]  # fmt: skip
+
+    async def reject(self, ix_id: str, agent_id: str, *, exclude_agent: bool = True) -> None:
+        keys = await self._offer_keys(ix_id, agent_id)
+        await self._call(
+            "reject", keys, [ix_id, agent_id, self.events_maxlen, int(exclude_agent)]
+        )
+
+    async def offer_timeout(
+        self, ix_id: str, agent_id: str, *, max_misses: int, pause_reason: str
+    ) -> bool:
+        """Expire an offer whose deadline passed; returns True when the agent was paused."""
+        keys = await self._offer_keys(ix_id, agent_id)
+        res = await self._call(
+            "offer_timeout",
+            keys,
+            [ix_id, agent_id, self.events_maxlen, max_misses, pause_reason],
+        )
+        return bool(int(res[1]))
+
+    async def holder(self, ix_id: str) -> str:
+        agent = await self.redis.hget(self.keys.ix(ix_id), "agent")
+        if agent is None:
+            raise NotFoundError(f"no interaction {ix_id}")
+        return _s(agent)
+
+    async def complete(self, ix_id: str, agent_id: str, *, side: str, wrapup_ms: int) -> str:
+        """End the conversation; returns the new state (`wrapup` or `closed`)."""
+        k = self.keys
+        res = await self._call(
+            "complete",
+            [k.ix(ix_id), k.agent(agent_id), k.wrapups, k.available, k.events,
+             k.agent_work(agent_id)],
+            [ix_id, agent_id, side, wrapup_ms, self.events_maxlen],
+        )  # fmt: skip
+        return _s(res[2])
+
+    async def wrapup_end(
+        self, ix_id: str, agent_id: str, *, by: str = "agent", disposition: str = "", note: str = ""
+    ) -> None:
+        k = self.keys
+        await self._call(
+            "wrapup_end",
+            [k.ix(ix_id), k.agent(agent_id), k.wrapups, k.available, k.events,
+             k.agent_work(agent_id)],
+            [ix_id, agent_id, by, disposition, note, self.events_maxlen],
+        )  # fmt: skip
+
+    async def abandon(
+        self, ix_id: str, *, short_abandon_ms: int, at_ms: int | None = None
+    ) -> Abandoned:
+        k = self.keys
+        state, bucket, agent = await self.redis.hmget(k.ix(ix_id), ["state", "bucket", "agent"])
+        if state is None:
+            raise NotFoundError(f"no interaction {ix_id}")
+        agent_id = _s(agent or "")
+        res = await self._call(
+            "abandon",
+            [k.ix(ix_id), k.bucket(_s(bucket or "")), k.active_buckets, k.due, k.offers,
+             k.agent(agent_id), k.available, k.events, k.agent_work(agent_id)],
+            [ix_id, at_ms or 0, short_abandon_ms, self.events_maxlen,
+             agent_id if _s(state) == "offered" else ""],
+        )  # fmt: skip
+        return Abandoned(int(res[0]), int(res[1]), bool(int(res[2])))
+
+    async def transfer(
+        self,
+        ix_id: str,
+        target: Placement,
+        *,
+        holder: str = "",
+        keep_position: bool = True,
+        escalate_after_ms: int = 0,
+        max_wait_ms: int = 0,
+        note: str = "",
+        by: str = "",
+    ) -> int:
+        """Move to another queue/agent; returns the position in the new bucket."""
+        k = self.keys
+        bucket = await self.redis.hget(k.ix(ix_id), "bucket")
+        if bucket is None:
+            raise NotFoundError(f"no interaction {ix_id}")
+        bid = target.bucket_id
+        res = await self._call(
+            "transfer",
+            [k.ix(ix_id), k.bucket(_s(bucket)), k.active_buckets, k.bucket(bid), k.bucket_meta(bid),
+             k.queue_buckets(target.queue), k.due, k.agent(holder), k.available, k.events,
+             k.agent_work(holder)],
+            [ix_id, holder, bid, json.dumps(target.routing_fields()), json.dumps(target.meta()),
+             int(keep_position), escalate_after_ms, max_wait_ms, note, self.events_maxlen, by],
+        )  # fmt: skip
+        return int(res[1])
+
+    async def escalate(
+        self,
+        ix_id: str,
+        *,
+        from_bucket: str,
+        expected_step: int,
+        target: Placement,
+        next_escalation_at_ms: int,
+        max_wait_at_ms: int,
+    ) -> None:
+        k = self.keys
+        bid = target.bucket_id
+        await self._call(
+            "escalate",
+            [k.ix(ix_id), k.bucket(from_bucket), k.active_buckets, k.bucket(bid),
+             k.bucket_meta(bid), k.queue_buckets(target.queue), k.due, k.events],
+            [ix_id, expected_step, bid, json.dumps(target.routing_fields()),
+             json.dumps(target.meta()), next_escalation_at_ms, max_wait_at_ms,
+             self.events_maxlen],
+        )  # fmt: skip
+
+    async def max_wait(
+        self,
+        ix_id: str,
+        *,
+        from_bucket: str,
+        overflow: Placement | None,
+        escalate_after_ms: int = 0,
+        max_wait_ms: int = 0,
+    ) -> str:
+        """Max wait reached: to the overflow placement, or end as `timeout`. Returns the state."""
+        k = self.keys
+        target = overflow or Placement(queue="", channel="")
+        bid = target.bucket_id
+        res = await self._call(
+            "max_wait",
+            [k.ix(ix_id), k.bucket(from_bucket), k.active_buckets, k.due, k.events,
+             k.bucket(bid), k.bucket_meta(bid), k.queue_buckets(target.queue)],
+            [ix_id, target.queue, bid, json.dumps(target.routing_fields()),
+             json.dumps(target.meta()), escalate_after_ms, max_wait_ms, self.events_maxlen],
+        )  # fmt: skip
+        return _s(res[1])
+
+    async def message(
+        self, ix_id: str, *, sender: str, text: str, agent_id: str = "", extra: dict | None = None
+    ) -> int:
+        k = self.keys
+        body = {"text": text, **(extra or {})}
+        res = await self._call(
+            "message",
+            [k.ix(ix_id), k.messages(ix_id), k.events],
+            [ix_id, sender, agent_id, json.dumps(body), self.events_maxlen],
+        )
+        return int(res[1])
+
+    # --- agents -------------------------------------------------------------------------
+
+    def _profile_fields(self, profile: AgentProfile, blending: Blending) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "name": profile.name,
+            "skills": json.dumps(profile.skills, sort_keys=True),
+            "line": profile.line,
+            "endpoint": profile.endpoint,
+            "blend_vt": int(blending.voice_with_open_text),
+            "blend_tv": int(blending.text_during_voice),
+        }
+        for channel, cap in profile.capacity.items():
+            fields[f"cap:{channel}"] = cap
+        return fields
+
+    async def agent_login(
+        self,
+        profile: AgentProfile,
+        blending: Blending,
+        *,
+        ready: bool = False,
+        reason: str = "",
+    ) -> None:
+        k = self.keys
+        await self._call(
+            "agent_login",
+            [k.agent(profile.id), k.agents, k.available, k.events],
+            [profile.id, json.dumps(self._profile_fields(profile, blending)),
+             "ready" if ready else "not_ready", reason, self.events_maxlen],
+        )  # fmt: skip
+
+    async def agent_profile(self, profile: AgentProfile, blending: Blending) -> None:
+        k = self.keys
+        await self._call(
+            "agent_profile",
+            [k.agent(profile.id), k.agents, k.available],
+            [profile.id, json.dumps(self._profile_fields(profile, blending))],
+        )
+
+    async def agent_ready(self, agent_id: str) -> None:
+        k = self.keys
+        await self._call(
+            "agent_ready",
+            [k.agent(agent_id), k.available, k.events],
+            [agent_id, self.events_maxlen],
+        )
+
+    async def agent_not_ready(self, agent_id: str, reason: str) -> None:
+        k = self.keys
+        await self._call(
+            "agent_not_ready",
+            [k.agent(agent_id), k.available, k.events],
+            [agent_id, reason, self.events_maxlen],
+        )
+
+    async def agent_logout(self, agent_id: str) -> None:
+        k = self.keys
+        await self._call(
+            "agent_logout",
+            [k.agent(agent_id), k.available, k.events, k.agent_work(agent_id)],
+            [agent_id, self.events_maxlen],
+        )
+
+    # --- reads --------------------------------------------------------------------------
+
+    async def interaction(self, ix_id: str) -> dict[str, str]:
+        data = await self.redis.hgetall(self.keys.ix(ix_id))
+        if not data:
+            raise NotFoundError(f"no interaction {ix_id}")
+        return {_s(a): _s(b) for a, b in data.items()}
+
+    async def by_ref(self, ref: str) -> dict[str, str]:
+        ix_id = await self.redis.hget(self.keys.ref_index, ref)
+        if ix_id is None:
+            raise NotFoundError(f"no interaction with reference {ref}")
+        return await self.interaction(_s(ix_id))
+
+    async def agent(self, agent_id: str) -> dict[str, str]:
+        data = await self.redis.hgetall(self.keys.agent(agent_id))
+        if not data:
+            raise NotFoundError(f"no agent {agent_id}")
+        return {_s(a): _s(b) for a, b in data.items()}
+
+    async def agent_work(self, agent_id: str) -> set[str]:
+        return {_s(m) for m in await self.redis.smembers(self.keys.agent_work(agent_id))}
+
+    async def messages(self, ix_id: str) -> list[dict[str, Any]]:
+        return [json.loads(m) for m in await self.redis.lrange(self.keys.messages(ix_id), 0, -1)]
+
+    async def require_state(self, ix_id: str, *states: str) -> dict[str, str]:
+        ix = await self.interaction(ix_id)
+        if ix.get("state") not in states:
+            raise StateError(f"interaction is {ix.get('state')}")
+        return ix
