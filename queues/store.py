@@ -17,10 +17,14 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from queues.buckets import Placement
-from queues.errors import NotFoundError, StateError
+from queues.errors import NotFoundError, StaleError, StateError
 from queues.keys import Keys
 from queues.scripts import Scripts
-from router.models import AgentProfile
+from router.models import AgentProfile, Channel
+
+# Methods that read a key name before calling their script re-read this often when the script
+# finds the interaction moved meanwhile (StaleError).
+_STALE_READ_RETRIES = 3
 
 
 def new_interaction_id() -> str:
@@ -207,18 +211,27 @@ class RoutingStore:
         self, ix_id: str, *, short_abandon_ms: int, at_ms: int | None = None
     ) -> Abandoned:
         k = self.keys
-        state, bucket, agent = await self.redis.hmget(k.ix(ix_id), ["state", "bucket", "agent"])
-        if state is None:
-            raise NotFoundError(f"no interaction {ix_id}")
-        agent_id = _s(agent or "")
-        res = await self._call(
-            "abandon",
-            [k.ix(ix_id), k.bucket(_s(bucket or "")), k.active_buckets, k.due, k.offers,
-             k.agent(agent_id), k.available, k.events, k.agent_work(agent_id)],
-            [ix_id, at_ms or 0, short_abandon_ms, self.events_maxlen,
-             agent_id if _s(state) == "offered" else ""],
-        )  # fmt: skip
-        return Abandoned(int(res[0]), int(res[1]), bool(int(res[2])))
+        tries = 0
+        while True:
+            state, bucket, agent = await self.redis.hmget(k.ix(ix_id), ["state", "bucket", "agent"])
+            if state is None:
+                raise NotFoundError(f"no interaction {ix_id}")
+            agent_id = _s(agent or "")
+            try:
+                res = await self._call(
+                    "abandon",
+                    [k.ix(ix_id), k.bucket(_s(bucket or "")), k.active_buckets, k.due, k.offers,
+                     k.agent(agent_id), k.available, k.events, k.agent_work(agent_id)],
+                    [ix_id, at_ms or 0, short_abandon_ms, self.events_maxlen,
+                     agent_id if _s(state) == "offered" else ""],
+                )  # fmt: skip
+            except StaleError:
+                # offered, escalated or moved between our read and the script: read again
+                tries += 1
+                if tries >= _STALE_READ_RETRIES:
+                    raise
+                continue
+            return Abandoned(int(res[0]), int(res[1]), bool(int(res[2])))
 
     async def transfer(
         self,
@@ -234,19 +247,29 @@ class RoutingStore:
     ) -> int:
         """Move to another queue/agent; returns the position in the new bucket."""
         k = self.keys
-        bucket = await self.redis.hget(k.ix(ix_id), "bucket")
-        if bucket is None:
-            raise NotFoundError(f"no interaction {ix_id}")
         bid = target.bucket_id
-        res = await self._call(
-            "transfer",
-            [k.ix(ix_id), k.bucket(_s(bucket)), k.active_buckets, k.bucket(bid), k.bucket_meta(bid),
-             k.queue_buckets(target.queue), k.due, k.agent(holder), k.available, k.events,
-             k.agent_work(holder)],
-            [ix_id, holder, bid, json.dumps(target.routing_fields()), json.dumps(target.meta()),
-             int(keep_position), escalate_after_ms, max_wait_ms, note, self.events_maxlen, by],
-        )  # fmt: skip
-        return int(res[1])
+        tries = 0
+        while True:
+            bucket = await self.redis.hget(k.ix(ix_id), "bucket")
+            if bucket is None:
+                raise NotFoundError(f"no interaction {ix_id}")
+            try:
+                res = await self._call(
+                    "transfer",
+                    [k.ix(ix_id), k.bucket(_s(bucket)), k.active_buckets, k.bucket(bid),
+                     k.bucket_meta(bid), k.queue_buckets(target.queue), k.due, k.agent(holder),
+                     k.available, k.events, k.agent_work(holder)],
+                    [ix_id, holder, bid, json.dumps(target.routing_fields()),
+                     json.dumps(target.meta()), int(keep_position), escalate_after_ms,
+                     max_wait_ms, note, self.events_maxlen, by],
+                )  # fmt: skip
+            except StaleError:
+                # escalated to another bucket between our read and the script: read again
+                tries += 1
+                if tries >= _STALE_READ_RETRIES:
+                    raise
+                continue
+            return int(res[1])
 
     async def escalate(
         self,
@@ -255,9 +278,10 @@ class RoutingStore:
         from_bucket: str,
         expected_step: int,
         target: Placement,
-        next_escalation_at_ms: int,
-        max_wait_at_ms: int,
+        next_escalation_after_ms: int,
+        max_wait_ms: int,
     ) -> None:
+        """Apply step `expected_step`; the delays count from entering the (new) queue."""
         k = self.keys
         bid = target.bucket_id
         await self._call(
@@ -265,8 +289,8 @@ class RoutingStore:
             [k.ix(ix_id), k.bucket(from_bucket), k.active_buckets, k.bucket(bid),
              k.bucket_meta(bid), k.queue_buckets(target.queue), k.due, k.events],
             [ix_id, expected_step, bid, json.dumps(target.routing_fields()),
-             json.dumps(target.meta()), next_escalation_at_ms, max_wait_at_ms,
-             self.events_maxlen],
+             json.dumps(target.meta()), next_escalation_after_ms, max_wait_ms,
+             self.events_maxlen, from_bucket],
         )  # fmt: skip
 
     async def max_wait(
@@ -287,7 +311,8 @@ class RoutingStore:
             [k.ix(ix_id), k.bucket(from_bucket), k.active_buckets, k.due, k.events,
              k.bucket(bid), k.bucket_meta(bid), k.queue_buckets(target.queue)],
             [ix_id, target.queue, bid, json.dumps(target.routing_fields()),
-             json.dumps(target.meta()), escalate_after_ms, max_wait_ms, self.events_maxlen],
+             json.dumps(target.meta()), escalate_after_ms, max_wait_ms, self.events_maxlen,
+             from_bucket],
         )  # fmt: skip
         return _s(res[1])
 
@@ -314,8 +339,9 @@ class RoutingStore:
             "blend_vt": int(blending.voice_with_open_text),
             "blend_tv": int(blending.text_during_voice),
         }
-        for channel, cap in profile.capacity.items():
-            fields[f"cap:{channel}"] = cap
+        # every channel, so a capacity removed from the profile drops to 0 instead of lingering
+        for channel in Channel:
+            fields[f"cap:{channel}"] = profile.capacity.get(channel, 0)
         return fields
 
     async def agent_login(
@@ -397,3 +423,8 @@ class RoutingStore:
         if ix.get("state") not in states:
             raise StateError(f"interaction is {ix.get('state')}")
         return ix
+
+    async def drop_stray_timer(self, zset: str, ix_id: str, expected_state: str) -> bool:
+        keys = [self.keys.ix(ix_id), zset]
+        res = await self._call("timer_cleanup", keys, [ix_id, expected_state])
+        return bool(int(res))

@@ -154,3 +154,32 @@ class AgentProfile(BaseModel):
     )
     line: str = Field("first", pattern="^(first|second)$")
     endpoint: str = Field("", description="voice endpoint, e.g. PJSIP/1001")
+
+
+class IntakeRequest(BaseModel):
+    """A new contact handed to the router by a channel or by the HTTP intake API."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    channel: Channel
+    queue: str | None = Field(None, max_length=48, description="default: the channel's first")
+    topic: str | None = Field(None, max_length=64, description="skill id of the matter, if known")
+    language: str | None = Field(None, max_length=8, description="pl, en, uk...; default: city's")
+    resident: str = Field("", max_length=320, description="phone (E.164), e-mail, chat id...")
+    resident_name: str = Field("", max_length=200)
+    subject: str = Field("", max_length=500)
+    body: str = Field("", max_length=20_000)
+    priority: int = Field(0, ge=0, le=10)
+    external_id: str | None = Field(
+        None, max_length=256, description="the channel's own id; a repeat returns the same contact"
+    )
+    meta: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=50)
+
+
+class TransferRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    queue: str | None = Field(None, max_length=48)
+    agent: str | None = Field(None, max_length=64, description="a named second-line agent")
+    note: str = Field("", max_length=2000)
+    keep_position: bool = True

@@ -15,6 +15,8 @@ import redis.asyncio as aioredis
 
 from queues.embedded import EmbeddedRedis
 
+pytest_plugins = ["tests.routing_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:

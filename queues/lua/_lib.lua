@@ -144,7 +144,13 @@ local function hset_table(key, t)
   local args = {}
   for k, v in pairs(t) do
     args[#args + 1] = k
-    if type(v) == 'table' then args[#args + 1] = cjson.encode(v) else args[#args + 1] = tostring(v) end
+    if v == cjson.null then
+      args[#args + 1] = ''
+    elseif type(v) == 'table' then
+      args[#args + 1] = cjson.encode(v)
+    else
+      args[#args + 1] = tostring(v)
+    end
   end
   if #args > 0 then redis.call('HSET', key, unpack(args)) end
 end
@@ -178,5 +184,6 @@ local function enter_bucket(ix_key, ix_id, bkey, meta_key, meta_json, qb_key, ac
   redis.call('HSET', ix_key, 'state', 'queued', 'bucket', bucket_id, 'esc_at', esc_at,
     'max_at', max_at)
   place_in_bucket(bkey, active_key, bucket_id, due_key, ix_id, score, esc_at, max_at)
-  return redis.call('ZCOUNT', bkey, '-inf', score)
+  -- rank, not ZCOUNT: members with the same score but a later id are behind it
+  return redis.call('ZRANK', bkey, ix_id) + 1
 end

@@ -11,6 +11,10 @@ if ix.state ~= 'queued' and ix.state ~= 'offered' then
   return fail('STATE', 'interaction is ' .. tostring(ix.state))
 end
 if ix.state == 'offered' and ix.agent ~= ARGV[5] then return fail('STALE', 'offer changed') end
+-- the caller read the bucket before this script: refuse if it moved (escalation) meanwhile
+if ix.state == 'queued' and not redis.call('ZSCORE', KEYS[2], ix_id) then
+  return fail('STALE', 'interaction moved to another bucket')
+end
 local now = now_ms()
 local at = num(ARGV[2])
 if at <= 0 or at > now then at = now end

@@ -31,7 +31,7 @@ redis.call('HSET', KEYS[1], 'id', ix_id, 'ref', ref, 'state', 'queued', 'bucket'
   'created_ms', now, 'enqueued_ms', now, 'entered_ms', now, 'first_entered_ms', now,
   'attempts', 0, 'esc_step', 0, 'esc_at', esc_at, 'max_at', max_at, 'transfers', 0)
 place_in_bucket(KEYS[2], KEYS[4], bucket_id, KEYS[6], ix_id, now, esc_at, max_at)
-local pos = redis.call('ZCARD', KEYS[2])
+local pos = redis.call('ZRANK', KEYS[2], ix_id) + 1
 redis.call('HSET', KEYS[1], 'origpos', pos)
 emit(KEYS[7], maxlen, {'ev', 'ENTERQUEUE', 't', now, 'queue', f.queue, 'ix', ix_id, 'agent', '',
   'channel', f.channel, 'ref', ref, 'priority', f.priority or 0, 'first', 1, 'pos', pos})

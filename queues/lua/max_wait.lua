@@ -5,11 +5,12 @@
 --       8 overflow queue_buckets
 -- ARGV: 1 ix_id, 2 overflow queue ("" none), 3 overflow bucket_id, 4 routing fields JSON,
 --       5 bucket meta JSON, 6 overflow escalation after ms, 7 overflow max wait ms,
---       8 events_maxlen
+--       8 events_maxlen, 9 bucket id the caller read it in
 local ix_id, overflow = ARGV[1], ARGV[2]
 local ix = hmget(KEYS[1], {'state', 'bucket', 'queue', 'channel', 'entered_ms',
   'first_entered_ms', 'enqueued_ms', 'max_at', 'origpos'})
 if ix.state ~= 'queued' then return fail('STATE', 'interaction is ' .. tostring(ix.state)) end
+if ix.bucket ~= ARGV[9] then return fail('STALE', 'interaction moved meanwhile') end
 local now = now_ms()
 if num(ix.max_at) <= 0 or now < num(ix.max_at) then return fail('EARLY', 'max wait not reached') end
 local pos = take_from_bucket(KEYS[2], KEYS[3], ix.bucket, KEYS[4], ix_id)

@@ -23,7 +23,8 @@ take_from_bucket(KEYS[2], KEYS[3], bucket_id, KEYS[7], ix_id)
 redis.call('HSET', KEYS[1], 'state', 'offered', 'agent', agent_id, 'offered_ms', now,
   'offer_deadline', deadline)
 redis.call('HINCRBY', KEYS[4], 'load:' .. ix.channel, 1)
-redis.call('HSET', KEYS[4], 'last_offer_ms', now)
+-- an agent who was just given work is no longer idle: longest-idle turns to the others next
+redis.call('HSET', KEYS[4], 'last_offer_ms', now, 'idle_since', now)
 redis.call('SADD', KEYS[9], ix_id)
 refresh_avail(KEYS[4], KEYS[5], agent_id)
 redis.call('ZADD', KEYS[6], deadline, ix_id)

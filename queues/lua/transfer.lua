@@ -16,6 +16,10 @@ if ix.state == 'connected' then
   if ix.agent ~= holder then return fail('FORBIDDEN', 'interaction is with another agent') end
 elseif ix.state == 'queued' then
   if holder ~= '' then return fail('STATE', 'interaction is not connected') end
+  -- the caller read the bucket before this script: refuse if it moved (escalation) meanwhile
+  if not redis.call('ZSCORE', KEYS[2], ix_id) then
+    return fail('STALE', 'interaction moved to another bucket')
+  end
 else
   return fail('STATE', 'interaction is ' .. tostring(ix.state))
 end

@@ -1,0 +1,222 @@
+"""The routing service: what channels and the HTTP API may ask of the router.
+
+It turns requests into placements and timeouts from the config, calls the store, and translates
+store refusals into boundary errors. Every method that acts for an agent takes the agent id the
+caller was authenticated as; the scripts check that the interaction is really theirs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from queues import errors as store_errors
+from queues.buckets import Placement
+from queues.store import Abandoned, Blending, Enqueued, RoutingStore
+from router import placement as pl
+from router.config import CitylineConfig
+from router.errors import BadRequest, NotFound, Unprocessable, from_store
+from router.models import AgentProfile, Channel, IntakeRequest, TransferRequest
+
+logger = logging.getLogger(__name__)
+
+
+class RoutingService:
+    def __init__(self, store: RoutingStore, cfg: CitylineConfig) -> None:
+        self.store = store
+        self.cfg = cfg
+        tz = ZoneInfo(cfg.city.timezone)
+        store.tz_offset_ms = lambda: int(datetime.now(tz).utcoffset().total_seconds() * 1000)
+
+    @property
+    def blending(self) -> Blending:
+        b = self.cfg.routing.blending
+        return Blending(b.voice_with_open_text, b.text_during_voice)
+
+    async def _do(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except store_errors.StoreError as exc:
+            raise from_store(exc) from None
+
+    # --- intake -------------------------------------------------------------------------
+
+    def default_queue(self, channel: Channel) -> str:
+        for name, q in self.cfg.queues.items():
+            if q.channel == channel:
+                return name
+        raise Unprocessable(f"no queue serves the {channel} channel", code="no_queue_for_channel")
+
+    def _queue(self, name: str) -> Any:
+        if name not in self.cfg.queues:
+            raise NotFound(f"unknown queue {name!r}", code="unknown_queue")
+        return self.cfg.queues[name]
+
+    async def create_interaction(self, req: IntakeRequest) -> Enqueued:
+        queue = req.queue or self.default_queue(req.channel)
+        q = self._queue(queue)
+        if q.channel != req.channel:
+            raise Unprocessable(
+                f"queue {queue!r} serves {q.channel}, not {req.channel}", code="channel_mismatch"
+            )
+        language = req.language or self.cfg.city.default_language
+        if language not in self.cfg.city.languages:
+            raise Unprocessable(f"language {language!r} is not served", code="unknown_language")
+        if req.topic and req.topic not in self.cfg.skills:
+            raise Unprocessable(f"unknown topic {req.topic!r}", code="unknown_topic")
+        extra = pl.extra_skills(self.cfg, language, req.topic)
+        target = pl.placement(self.cfg, queue, extra=extra, priority=req.priority)
+        fields = {
+            "language": language,
+            "topic": req.topic or "",
+            "resident": req.resident,
+            "resident_name": req.resident_name,
+            "subject": req.subject,
+            "body": req.body,
+            "meta": json.dumps(req.meta),
+            "extra_skills": json.dumps(extra, sort_keys=True),
+        }
+        ext = f"{req.channel}:{req.external_id}" if req.external_id else ""
+        return await self._do(
+            self.store.enqueue(
+                target,
+                fields,
+                escalate_after_ms=pl.escalation_after_ms(self.cfg, queue, 0),
+                max_wait_ms=pl.max_wait_ms(self.cfg, queue),
+                external_key=ext,
+            )
+        )
+
+    async def resident_left(self, ix_id: str, at_ms: int | None = None) -> Abandoned:
+        short_ms = int(self.cfg.routing.short_abandon_s * 1000)
+        for _ in range(3):  # the offer may change between our read and the script: retry
+            try:
+                return await self.store.abandon(ix_id, short_abandon_ms=short_ms, at_ms=at_ms)
+            except store_errors.StaleError:
+                continue
+            except store_errors.StoreError as exc:
+                raise from_store(exc) from None
+        raise from_store(store_errors.StaleError("interaction kept changing"))
+
+    async def resident_message(self, ix_id: str, text: str) -> int:
+        return await self._do(self.store.message(ix_id, sender="resident", text=text))
+
+    # --- agents -------------------------------------------------------------------------
+
+    def profile(self, agent_id: str) -> AgentProfile:
+        a = self.cfg.agents.get(agent_id)
+        if a is None:
+            raise NotFound(f"unknown agent {agent_id!r}", code="unknown_agent")
+        return AgentProfile(id=agent_id, name=a.name, skills=dict(a.skills),
+                            capacity=dict(a.capacity), line=a.line, endpoint=a.endpoint)
+
+    async def sync_agent_profiles(self) -> None:
+        """Write every configured agent's profile (skills, capacity) so changes apply now."""
+        for agent_id in self.cfg.agents:
+            await self._do(self.store.agent_profile(self.profile(agent_id), self.blending))
+
+    async def agent_login(self, agent_id: str, *, ready: bool = False, reason: str = "") -> None:
+        if reason and reason not in self.cfg.reason_codes:
+            raise Unprocessable(f"unknown reason code {reason!r}", code="unknown_reason")
+        await self._do(
+            self.store.agent_login(self.profile(agent_id), self.blending, ready=ready,
+                                   reason=reason)
+        )
+
+    async def agent_state(self, agent_id: str, state: str, reason: str = "") -> None:
+        self.profile(agent_id)
+        if state == "ready":
+            await self._do(self.store.agent_ready(agent_id))
+        elif state == "not_ready":
+            if reason not in self.cfg.reason_codes:
+                raise Unprocessable(f"unknown reason code {reason!r}", code="unknown_reason")
+            await self._do(self.store.agent_not_ready(agent_id, reason))
+        elif state == "offline":
+            await self._do(self.store.agent_logout(agent_id))
+        else:
+            raise BadRequest(f"unknown state {state!r}", code="unknown_state")
+
+    async def agent_view(self, agent_id: str) -> dict[str, Any]:
+        return await self._do(self.store.agent(agent_id))
+
+    async def agent_interactions(self, agent_id: str) -> list[dict[str, str]]:
+        out = []
+        for ix_id in sorted(await self.store.agent_work(agent_id)):
+            try:
+                out.append(await self.store.interaction(ix_id))
+            except store_errors.NotFoundError:
+                continue
+        return out
+
+    async def offers(self, agent_id: str) -> list[dict[str, str]]:
+        return [ix for ix in await self.agent_interactions(agent_id) if ix["state"] == "offered"]
+
+    async def interaction_for(self, agent_id: str, ix_id: str) -> dict[str, str]:
+        """An interaction as its agent may see it: only while the agent holds it."""
+        ix = await self._do(self.store.interaction(ix_id))
+        if ix.get("agent") != agent_id:
+            raise from_store(store_errors.ForbiddenError("interaction is with another agent"))
+        return ix
+
+    async def accept(self, agent_id: str, ix_id: str) -> int:
+        return await self._do(self.store.accept(ix_id, agent_id))
+
+    async def reject(self, agent_id: str, ix_id: str) -> None:
+        await self._do(self.store.reject(
+            ix_id, agent_id, exclude_agent=self.cfg.routing.reject_excludes_agent))
+
+    async def complete(self, agent_id: str, ix_id: str, *, side: str = "agent") -> str:
+        ix = await self.interaction_for(agent_id, ix_id)
+        wrapup_ms = int(self.cfg.queues[ix["queue"]].wrapup_s * 1000) \
+            if ix["queue"] in self.cfg.queues else 0
+        return await self._do(self.store.complete(ix_id, agent_id, side=side, wrapup_ms=wrapup_ms))
+
+    async def resident_ended(self, ix_id: str) -> str:
+        """The resident ended a connected conversation (hung up, closed the chat)."""
+        holder = await self._do(self.store.holder(ix_id))
+        return await self.complete(holder, ix_id, side="caller")
+
+    async def wrapup_end(self, agent_id: str, ix_id: str, disposition: str = "",
+                         note: str = "") -> None:
+        await self._do(self.store.wrapup_end(ix_id, agent_id, by="agent",
+                                             disposition=disposition, note=note))
+
+    async def agent_message(self, agent_id: str, ix_id: str, text: str) -> int:
+        return await self._do(
+            self.store.message(ix_id, sender="agent", text=text, agent_id=agent_id))
+
+    async def transfer(self, ix_id: str, req: TransferRequest, *, by_agent: str = "",
+                       by: str = "") -> int:
+        """Hand over (agent, from connected) or move (supervisor, from queued)."""
+        if bool(req.queue) == bool(req.agent):
+            raise Unprocessable("give exactly one of queue or agent", code="transfer_target")
+        ix = await self._do(self.store.interaction(ix_id))
+        if req.agent:
+            if req.agent not in self.cfg.agents:
+                raise NotFound(f"unknown agent {req.agent!r}", code="unknown_agent")
+            if req.agent == by_agent:
+                raise Unprocessable("cannot transfer to yourself", code="transfer_target")
+            queue = ix["queue"]
+        else:
+            queue = req.queue or ""
+            self._queue(queue)
+            if self.cfg.queues[queue].channel != ix["channel"]:
+                raise Unprocessable(f"queue {queue!r} does not serve {ix['channel']}",
+                                    code="channel_mismatch")
+        extra = json.loads(ix.get("extra_skills") or "{}")
+        target = pl.placement(self.cfg, queue, extra=extra, priority=int(ix.get("priority") or 0),
+                              target_agent=req.agent or "")
+        if req.agent:
+            # a named expert is chosen for who they are: only the language must still match
+            language_only = pl.extra_skills(self.cfg, ix.get("language") or "", None)
+            target = Placement(queue=queue, channel=target.channel, priority=target.priority,
+                               skills=language_only, target_agent=req.agent,
+                               queue_priority=target.queue_priority)
+        return await self._do(self.store.transfer(
+            ix_id, target, holder=by_agent, keep_position=req.keep_position,
+            escalate_after_ms=0 if req.agent else pl.escalation_after_ms(self.cfg, queue, 0),
+            max_wait_ms=0 if req.agent else pl.max_wait_ms(self.cfg, queue),
+            note=req.note, by=by or by_agent))
