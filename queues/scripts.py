@@ -64,6 +64,37 @@ class Scripts:
             raise _translate(exc) from None
 
 
+    async def call_many(
+        self, name: str, calls: list[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        """Many calls of one script in one pipeline (one round trip). Each result is the
+        script's reply or the translated exception; refusals do not stop the others."""
+        if not calls:
+            return []
+        results: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for attempt in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in todo:
+                    keys, args = calls[i]
+                    pipe.evalsha(self.shas[name], len(keys), *keys, *args)
+                replies = await pipe.execute(raise_on_error=False)
+            retry = []
+            for i, reply in zip(todo, replies, strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    retry.append(i)  # not executed: safe to send again after loading
+                elif isinstance(reply, ResponseError):
+                    results[i] = _translate(reply)
+                else:
+                    results[i] = reply
+            if not retry:
+                break
+            logger.info("script cache empty (Redis restarted?): reloading scripts")
+            await self.load()
+            todo = retry
+        return results
+
+
 def _translate(exc: ResponseError) -> Exception:
     text = str(exc)
     # Redis wraps script errors differently across versions: find our code anywhere in the text.

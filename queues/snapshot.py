@@ -8,7 +8,9 @@ every pick and refuses a stale one.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -68,6 +70,23 @@ _AGENT_FIELDS = ["state", "skills", "blend_vt", "blend_tv", "line", "idle_since"
 ]
 
 
+def _parse_agent(agent_id: str, row: list[str | None]) -> AgentView | None:
+    f = dict(zip(_AGENT_FIELDS, row, strict=True))
+    if f["state"] is None:
+        return None
+    return AgentView(
+        id=agent_id,
+        idle_since=float(f["idle_since"] or 0),
+        state=f["state"],
+        skills={s: int(v) for s, v in json.loads(f["skills"] or "{}").items()},
+        cap={ch: _int(f[f"cap:{ch}"]) for ch in CHANNELS},
+        load={ch: _int(f[f"load:{ch}"]) for ch in CHANNELS},
+        blend_vt=f["blend_vt"] == "1",
+        blend_tv=f["blend_tv"] == "1",
+        line=f["line"] or "first",
+    )
+
+
 def _int(v: str | None) -> int:
     try:
         return int(float(v)) if v is not None else 0
@@ -80,6 +99,11 @@ class Snapshot:
         self.redis = redis
         self.keys = keys
         self._meta: dict[str, Placement] = {}  # bucket meta never changes: cache it forever
+        # Agent views, re-read only when an event names the agent (or on a periodic full
+        # refresh): reading every available agent per decision would cost O(agents) round trip
+        # payload per enqueue. A stale view only costs a refused reserve, never a wrong offer.
+        self._agents: dict[str, AgentView] = {}
+        self._active: set[str] = set()  # active bucket ids seen last time
 
     async def placement(self, bucket_id: str) -> Placement | None:
         cached = self._meta.get(bucket_id)
@@ -90,68 +114,108 @@ class Snapshot:
             cached = self._meta[bucket_id] = Placement.from_meta(meta)
         return cached
 
-    async def heads(self, bucket_ids: list[str] | None = None) -> list[Head]:
-        k = self.keys
-        if bucket_ids is None:
-            bucket_ids = list(await self.redis.smembers(k.active_buckets))
+    async def heads(self, bucket_ids: list[str], depth: int = 1) -> dict[str, list[Head]]:
+        """The first `depth` waiting interactions of each bucket, in queue order.
+
+        `depth` is bounded by the free agent slots, so this never grows with queue length.
+        Refusals remembered by the caller (`declined`) are not read here: they are rare, and
+        the reserve script refuses a declined agent anyway.
+        """
         if not bucket_ids:
-            return []
+            return {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for bid in bucket_ids:
-                pipe.zrange(k.bucket(bid), 0, 0, withscores=True)
+                pipe.zrange(self.keys.bucket(bid), 0, depth - 1, withscores=True)
             tops = await pipe.execute()
-        found = [(bid, top[0]) for bid, top in zip(bucket_ids, tops, strict=True) if top]
-        if not found:
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for _, (ix_id, _) in found:
-                pipe.hget(k.ix(ix_id), "declined")
-            declined = await pipe.execute()
-        heads = []
-        for (bid, (ix_id, score)), dec in zip(found, declined, strict=True):
-            place = await self.placement(bid)
-            if place is None:
-                continue
-            heads.append(Head(bid, ix_id, score, place, frozenset((dec or "").split())))
-        return heads
+        return await self._heads_from(zip(bucket_ids, tops, strict=True), set(bucket_ids))
 
-    async def agents(self, agent_ids: list[str] | None = None) -> list[AgentView]:
-        if agent_ids is None:
-            agent_ids = list(await self.redis.zrange(self.keys.available, 0, -1))
+    async def round_view(
+        self, dirty: set[str], *, full: bool, depth: Mapping[str, int]
+    ) -> tuple[list[AgentView], dict[str, list[Head]]]:
+        """Everything one matching pass needs, in one round trip when nothing new appeared:
+        the available agents (cached views; dirty ones re-read) and the first `depth` waiting
+        interactions of every active bucket. New buckets or unknown agents cost one more trip.
+        `depth` maps a channel to how many of each bucket's first interactions to read.
+        """
+        k = self.keys
+        known_buckets = list(self._active)
+        reread = [a for a in dirty if a in self._agents]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrange(k.available, 0, -1, withscores=True)
+            pipe.smembers(k.active_buckets)
+            for aid in reread:
+                pipe.hmget(k.agent(aid), _AGENT_FIELDS)
+            for bid in known_buckets:
+                pipe.zrange(k.bucket(bid), 0, self._depth_of(bid, depth) - 1, withscores=True)
+            replies = await pipe.execute()
+        members, active = replies[0], set(replies[1])
+        rows = replies[2 : 2 + len(reread)]
+        tops = replies[2 + len(reread) :]
+        for aid, row in zip(reread, rows, strict=True):
+            self._store_agent(aid, row)
+        self._active = active
+        buckets = await self._heads_from(zip(known_buckets, tops, strict=True), active)
+        new = [b for b in active if b not in buckets and b not in known_buckets]
+        buckets.update(await self.heads(new, 1))
+        missing = [a for a, _ in members if full or a not in self._agents]
+        for view in await self.agents(missing):
+            self._agents[view.id] = view
+        agents = []
+        for agent_id, idle_since in members:
+            view = self._agents.get(agent_id)
+            if view is not None:
+                view.idle_since = idle_since
+                agents.append(view)
+        return agents, buckets
+
+    def _depth_of(self, bucket_id: str, depth: Mapping[str, int]) -> int:
+        place = self._meta.get(bucket_id)
+        return max(1, depth.get(place.channel, 1)) if place else 1
+
+    async def _heads_from(
+        self, tops: Iterable[tuple[str, list[tuple[str, float]]]], active: set[str]
+    ) -> dict[str, list[Head]]:
+        out: dict[str, list[Head]] = {}
+        for bid, top in tops:
+            if not top or bid not in active:
+                continue
+            place = await self.placement(bid)
+            if place is not None:
+                out[bid] = [Head(bid, ix_id, score, place) for ix_id, score in top]
+        return out
+
+    def forget_agent(self, agent_id: str) -> None:
+        self._agents.pop(agent_id, None)
+
+    def _store_agent(self, agent_id: str, row: list[str | None]) -> None:
+        view = _parse_agent(agent_id, row)
+        if view is None:
+            self._agents.pop(agent_id, None)
+        else:
+            self._agents[agent_id] = view
+
+    async def agents(self, agent_ids: list[str]) -> list[AgentView]:
+        """Read agents' routing fields now (pipelined)."""
         if not agent_ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for aid in agent_ids:
                 pipe.hmget(self.keys.agent(aid), _AGENT_FIELDS)
             rows = await pipe.execute()
-        views = []
-        for aid, row in zip(agent_ids, rows, strict=True):
-            f = dict(zip(_AGENT_FIELDS, row, strict=True))
-            if f["state"] is None:
-                continue
-            views.append(
-                AgentView(
-                    id=aid,
-                    idle_since=float(f["idle_since"] or 0),
-                    state=f["state"],
-                    skills={s: int(v) for s, v in json.loads(f["skills"] or "{}").items()},
-                    cap={ch: _int(f[f"cap:{ch}"]) for ch in CHANNELS},
-                    load={ch: _int(f[f"load:{ch}"]) for ch in CHANNELS},
-                    blend_vt=f["blend_vt"] == "1",
-                    blend_tv=f["blend_tv"] == "1",
-                    line=f["line"] or "first",
-                )
-            )
-        return views
+        views = [_parse_agent(aid, row) for aid, row in zip(agent_ids, rows, strict=True)]
+        return [v for v in views if v is not None]
 
     async def due(self, zset: str, now_ms: int, limit: int = 200) -> list[str]:
         return list(await self.redis.zrangebyscore(zset, "-inf", now_ms, start=0, num=limit))
 
-    async def next_due_ms(self) -> float | None:
+    async def next_due_ms(self, *, with_time: bool = False) -> Any:
+        """Earliest timer of any kind (ms), or None; with `with_time`, also Redis' now (ms)."""
         k = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
             for z in (k.offers, k.due, k.wrapups):
                 pipe.zrange(z, 0, 0, withscores=True)
-            firsts = await pipe.execute()
+            pipe.time()
+            *firsts, (sec, usec) = await pipe.execute()
         scores = [top[0][1] for top in firsts if top]
-        return min(scores) if scores else None
+        nxt = min(scores) if scores else None
+        return (nxt, int(sec) * 1000 + int(usec) // 1000) if with_time else nxt

@@ -143,6 +143,21 @@ class RoutingStore:
         )  # fmt: skip
         return int(res[1])
 
+    async def reserve_many(
+        self, picks: list[tuple[str, str, str, int]]
+    ) -> list[int | Exception]:
+        """Several offers (ix, agent, bucket, timeout) in one round trip; each result is the
+        deadline or the refusal, as from `reserve`."""
+        k = self.keys
+        calls = [
+            ([k.ix(ix_id), k.bucket(bucket_id), k.active_buckets, k.agent(agent_id), k.available,
+              k.offers, k.due, k.events, k.agent_work(agent_id)],
+             [ix_id, agent_id, bucket_id, timeout_ms, self.events_maxlen])
+            for ix_id, agent_id, bucket_id, timeout_ms in picks
+        ]  # fmt: skip
+        replies = await self.scripts.call_many("reserve", calls)
+        return [r if isinstance(r, Exception) else int(r[1]) for r in replies]
+
     async def accept(self, ix_id: str, agent_id: str) -> int:
         """Connect; returns the exact wait in ms."""
         k = self.keys

@@ -15,10 +15,11 @@ import heapq
 import json
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from queues import errors as store_errors
-from queues.snapshot import AgentView, Head, Snapshot
+from queues.snapshot import CHANNELS, AgentView, Head, Snapshot
 from queues.store import RoutingStore
 from router import placement as pl
 from router.config import CitylineConfig
@@ -44,6 +45,13 @@ WAKE_EVENTS = frozenset(
     }
 )
 DEFAULT_OFFER_TIMEOUT_MS = 20_000
+# Agents' profiles change without an event (admin edits): re-read every agent this often.
+FULL_AGENT_REFRESH_S = 5.0
+# How deep one round looks into each bucket: bounded by free agent slots, and by this.
+MAX_DEPTH = 200
+# Interactions whose position in the stream ends their offers (declined memory is dropped).
+_SETTLED = frozenset({EventType.CONNECT, EventType.ABANDON, EventType.EXITWITHTIMEOUT,
+                      EventType.TRANSFER})
 
 
 @dataclass
@@ -64,6 +72,16 @@ class Dispatcher:
         self.rr = RoundRobin()
         self.counters = DispatchCounters()
         self._last_id = "$"
+        self._dirty_agents: set[str] = set()
+        # interaction -> agents who refused it (learnt from events and refusals; the reserve
+        # script has the final word), so a refused agent is not picked again and again
+        self._declined: dict[str, set[str]] = {}
+        self._full_refresh_at = 0.0
+        self._depth: dict[str, int] = {}  # channel -> how deep to read each bucket
+        self._fresh = False  # True right after reading the stream to its end
+        self._timers_at = 0.0  # monotonic time of the next timer check
+        self._clock_offset_ms = 0.0  # Redis TIME minus local wall clock
+        self._replan = False
 
     # --- matching -----------------------------------------------------------------------
 
@@ -74,12 +92,12 @@ class Dispatcher:
         return q.strategy, int(q.offer_timeout_s * 1000)
 
     @staticmethod
-    def eligible(agent: AgentView, head: Head) -> bool:
+    def eligible(agent: AgentView, head: Head, declined: Collection[str] = ()) -> bool:
         p = head.placement
         if p.target_agent and p.target_agent != agent.id:
             return False
         return (
-            agent.id not in head.declined
+            agent.id not in declined
             and agent.can_take(p.channel)
             and agent.has_skills(dict(p.skills))
         )
@@ -87,45 +105,91 @@ class Dispatcher:
     async def match_round(self) -> int:
         """Offer as many waiting interactions as the available agents can take; returns offers."""
         self.counters.rounds += 1
-        agents = {a.id: a for a in await self.snapshot.agents() if a.state == "ready"}
-        if not agents:
-            return 0
-        heads = await self.snapshot.heads()
-        heap = [(h.sort_key(), h) for h in heads]
-        heapq.heapify(heap)
+        if not self._fresh:
+            await self._catch_up()
+        self._fresh = False
         offers = 0
-        # Each stale refusal refreshes what it was about, so progress is certain; the budget
-        # only guards against a state we cannot explain looping this round forever.
-        budget = 4 * (len(heap) + len(agents)) + 16
-        while heap and agents and budget > 0:
-            budget -= 1
-            _, head = heapq.heappop(heap)
-            candidates = [a for a in agents.values() if self.eligible(a, head)]
-            if not candidates:
-                continue
-            strategy, offer_timeout_ms = self._queue_settings(head.placement.queue)
-            agent = choose(strategy, head, candidates, self.rr)
-            try:
-                await self.store.reserve(head.ix_id, agent.id, head.bucket_id, offer_timeout_ms)
-            except store_errors.StaleError as exc:
-                self.counters.stale += 1
-                logger.debug("stale pick ix=%s agent=%s: %s", head.ix_id, agent.id, exc.detail)
-                fresh = await self.snapshot.agents([agent.id])
-                if fresh and fresh[0].state == "ready":
-                    agents[agent.id] = fresh[0]
-                else:
-                    agents.pop(agent.id, None)
-            else:
-                offers += 1
-                logger.debug("offer ix=%s agent=%s queue=%s", head.ix_id, agent.id,
-                             head.placement.queue)
-                agent.load[head.placement.channel] = agent.load.get(head.placement.channel, 0) + 1
-                if not any(agent.can_take(ch) for ch in agent.cap):
-                    agents.pop(agent.id, None)
-            for nxt in await self.snapshot.heads([head.bucket_id]):
-                heapq.heappush(heap, (nxt.sort_key(), nxt))
+        # Refused picks (another dispatcher was faster) refresh what they were about; a second
+        # pass may then place them. Three passes bound the round whatever happens.
+        for _ in range(3):
+            depth = self._depth
+            made, refused = await self._match_pass()
+            offers += made
+            # another pass when picks were refused, or when we looked too shallow last time
+            deeper = any(n > max(1, depth.get(ch, 1)) for ch, n in self._depth.items())
+            if not refused and not (made and deeper):
+                break
         self.counters.offers += offers
         return offers
+
+    async def _match_pass(self) -> tuple[int, int]:
+        full = time.monotonic() >= self._full_refresh_at
+        if full:
+            self._full_refresh_at = time.monotonic() + FULL_AGENT_REFRESH_S
+        dirty, self._dirty_agents = self._dirty_agents, set()
+        views, buckets = await self.snapshot.round_view(dirty, full=full, depth=self._depth)
+        agents = {a.id: a for a in views if a.state == "ready"}
+        # look as deep into each bucket as its channel has free slots (next time, too)
+        self._depth = {
+            ch: min(MAX_DEPTH, sum(max(0, a.cap.get(ch, 0) - a.load.get(ch, 0))
+                                   for a in agents.values() if a.can_take(ch)))
+            for ch in CHANNELS
+        }
+        if not agents or not buckets:
+            return 0, 0
+        plan = self._plan(buckets, agents)
+        if not plan:
+            return 0, 0
+        results = await self.store.reserve_many(
+            [(head.ix_id, agent.id, head.bucket_id, self._queue_settings(head.placement.queue)[1])
+             for head, agent in plan]
+        )
+        made = refused = 0
+        for (head, agent), result in zip(plan, results, strict=True):
+            self._dirty_agents.add(agent.id)  # re-read next time: the script is the truth
+            if not isinstance(result, Exception):
+                made += 1
+                logger.debug("offer ix=%s agent=%s queue=%s", head.ix_id, agent.id,
+                             head.placement.queue)
+                continue
+            refused += 1
+            self.snapshot.forget_agent(agent.id)
+            if isinstance(result, store_errors.StaleError):
+                self.counters.stale += 1
+                if "declined" in result.detail:
+                    self._declined.setdefault(head.ix_id, set()).add(agent.id)
+                logger.debug("stale pick ix=%s agent=%s: %s", head.ix_id, agent.id,
+                             result.detail)
+            else:
+                logger.warning("reserve failed ix=%s agent=%s: %r", head.ix_id, agent.id, result)
+        return made, refused
+
+    def _plan(
+        self, buckets: dict[str, list[Head]], agents: dict[str, AgentView]
+    ) -> list[tuple[Head, AgentView]]:
+        """Greedy matching in queue order: best waiting interaction first, each to the agent
+        its queue's strategy prefers among those who can take it now."""
+        heap = [(items[0].sort_key(), bid, 0) for bid, items in buckets.items()]
+        heapq.heapify(heap)
+        plan: list[tuple[Head, AgentView]] = []
+        while heap and agents:
+            _, bid, i = heapq.heappop(heap)
+            head = buckets[bid][i]
+            declined = self._declined.get(head.ix_id, ())
+            candidates = [a for a in agents.values() if self.eligible(a, head, declined)]
+            if candidates:
+                agent = choose(self._queue_settings(head.placement.queue)[0], head, candidates,
+                               self.rr)
+                plan.append((head, agent))
+                channel = head.placement.channel
+                agent.load[channel] = agent.load.get(channel, 0) + 1
+                if not any(agent.can_take(ch) for ch in agent.cap):
+                    del agents[agent.id]
+            elif not declined:
+                continue  # the rest of the bucket needs the same: nobody free can take it
+            if i + 1 < len(buckets[bid]):
+                heapq.heappush(heap, (buckets[bid][i + 1].sort_key(), bid, i + 1))
+        return plan
 
     # --- timers -------------------------------------------------------------------------
 
@@ -218,40 +282,98 @@ class Dispatcher:
 
     # --- loop ---------------------------------------------------------------------------
 
-    async def _sleep_budget_ms(self) -> int:
-        cap = self.cfg.routing.timer_max_sleep_ms
-        nxt = await self.snapshot.next_due_ms()
-        if nxt is None:
-            return cap
-        wait = int(nxt - await self.store.now_ms()) + 1
-        return max(1, min(cap, wait))
+    def _note(self, entries: list[tuple[str, dict[str, str]]]) -> bool:
+        """Remember the stream position and which agents changed; True if a match may exist."""
+        woken = False
+        for entry_id, fields in entries:
+            self._last_id = entry_id
+            ev, agent = fields.get("ev"), fields.get("agent")
+            if agent:
+                self._dirty_agents.add(agent)
+            if (ev == EventType.RINGNOANSWER and fields.get("reason") == "reject" and agent
+                    and self.cfg.routing.reject_excludes_agent):
+                self._declined.setdefault(fields.get("ix", ""), set()).add(agent)
+            elif ev in _SETTLED:
+                self._declined.pop(fields.get("ix", ""), None)
+            self._arm_from_event(ev, fields)
+            woken = woken or ev in WAKE_EVENTS
+        return woken
+
+    async def _catch_up(self) -> None:
+        """Read (without blocking) events since the last look, so agent views are current."""
+        if self._last_id == "$":
+            # first look: the full agent refresh covers the past; start from the newest entry
+            last = await self.store.redis.xrevrange(self.keys.events, count=1)
+            self._last_id = last[0][0] if last else "0-0"
+            return
+        reply = await self.store.redis.xread({self.keys.events: self._last_id}, count=10_000)
+        for _stream, entries in reply or []:
+            self._note(entries)
+
+    # Timers are checked when one is due, not on every wake-up: the next due moment is read
+    # from Redis after each firing, and moved earlier by the events that arm a timer (an OFFER
+    # arms its offer timeout, an ENTERQUEUE its first escalation, a COMPLETE its wrap-up).
+    # Events whose timer we cannot compute (a requeue re-arming an old escalation) make us
+    # re-read. `timer_max_sleep_ms` bounds any lateness should all of that miss something.
+
+    def _redis_now_ms(self) -> float:
+        return time.time() * 1000 + self._clock_offset_ms
+
+    def _expect_timer(self, at_ms: float) -> None:
+        due = time.monotonic() + max(0.0, (at_ms - self._redis_now_ms()) / 1000)
+        self._timers_at = min(self._timers_at, due)
+
+    async def _plan_timers(self) -> None:
+        nxt, now = await self.snapshot.next_due_ms(with_time=True)
+        self._clock_offset_ms = now - time.time() * 1000
+        cap_s = self.cfg.routing.timer_max_sleep_ms / 1000
+        wait_s = cap_s if nxt is None else min(cap_s, max(0.0, (nxt - now) / 1000))
+        self._timers_at = time.monotonic() + wait_s
+        self._replan = False
+
+    def _arm_from_event(self, ev: str | None, fields: dict[str, str]) -> None:
+        q = self.cfg.queues.get(fields.get("queue", ""))
+        t = float(fields.get("t") or 0)
+        if q is None:
+            return
+        if ev == EventType.OFFER:
+            self._expect_timer(t + q.offer_timeout_s * 1000)
+        elif ev == EventType.ENTERQUEUE:
+            delays = [step.after_s for step in q.escalation[:1]]
+            delays += [q.max_wait_s] if q.max_wait_s else []
+            if delays:
+                self._expect_timer(t + min(delays) * 1000)
+        elif ev in (EventType.COMPLETECALLER, EventType.COMPLETEAGENT) and q.wrapup_s:
+            self._expect_timer(t + q.wrapup_s * 1000)
+        elif ev in (EventType.RINGNOANSWER, EventType.ESCALATE, EventType.TRANSFER):
+            self._replan = True
 
     async def wait_for_work(self) -> bool:
         """Block until events arrive or the next timer is due.
 
-        True when there is work: a waking event, or the block ran out (a timer may be due).
-        False when only events that cannot create a match arrived (our own OFFERs, say).
+        True when there is work: a waking event, or a timer due. False when only events that
+        cannot create a match arrived (our own OFFERs, say).
         """
-        block_ms = await self._sleep_budget_ms()
+        block_ms = max(1, int((self._timers_at - time.monotonic()) * 1000))
         reply = await self.store.redis.xread(
             {self.keys.events: self._last_id}, count=1000, block=block_ms
         )
-        if not reply:
-            return True
         woken = False
-        for _stream, entries in reply:
-            for entry_id, fields in entries:
-                self._last_id = entry_id
-                woken = woken or fields.get("ev") in WAKE_EVENTS
-        return woken
+        for _stream, entries in reply or []:
+            woken = self._note(entries) or woken
+        self._fresh = True  # we just read up to the stream's end: no catch-up needed
+        if self._replan:
+            await self._plan_timers()
+        return woken or time.monotonic() >= self._timers_at
 
     async def run(self, stop: asyncio.Event) -> None:
         logger.info("%s: started (event-driven on %s)", self.name, self.keys.events)
-        last = await self.store.redis.xrevrange(self.keys.events, count=1)
-        self._last_id = last[0][0] if last else "0-0"
+        await self._catch_up()
         while not stop.is_set():
             started = time.perf_counter()
-            await self.fire_timers()
+            if time.monotonic() >= self._timers_at:
+                await self.fire_timers()
+                await self._plan_timers()
             offers = await self.match_round()
             if offers:
                 logger.debug("%s: %d offers in %.2f ms", self.name, offers,
