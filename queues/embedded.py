@@ -169,6 +169,9 @@ class EmbeddedRedis:
                 stdout=subprocess.DEVNULL,
                 stderr=stderr_fd,
                 preexec_fn=_die_with_parent,  # Linux death signal, see its docstring
+                # its own session: a terminal's Ctrl-C goes to cityline only, which stops Redis
+                # last, after the components that still need it
+                start_new_session=True,
             )
         finally:
             os.close(stderr_fd)

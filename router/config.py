@@ -617,9 +617,10 @@ class AgentConfig(_Section):
 class UserConfig(_Section):
     """A login."""
 
-    role: Literal["agent", "supervisor", "admin"] = Field(
+    role: Literal["agent", "supervisor", "admin", "intake"] = Field(
         description="agent: the agent desktop; supervisor: also the wall and agent control; "
-        "admin: also configuration and user management"
+        "admin: also configuration and user management; intake: an integration account "
+        "(a channel gateway, a city portal) that may only hand in contacts"
     )
     agent: AgentId | None = Field(
         None, description="the agent this login works as; required for role agent"

@@ -4,6 +4,7 @@
 -- ARGV: 1 ix_id, 2 agent_id (holder), 3 side (caller|agent), 4 wrap-up ms, 5 events_maxlen
 -- Returns {now, talk_ms, state}.
 local ix_id, agent_id, side = ARGV[1], ARGV[2], ARGV[3]
+if side ~= 'caller' and side ~= 'agent' then return fail('STATE', 'side must be caller or agent') end
 local ix = hmget(KEYS[1], {'state', 'agent', 'queue', 'channel', 'entered_ms', 'connected_ms'})
 if ix.state ~= 'connected' then return fail('STATE', 'interaction is ' .. tostring(ix.state)) end
 if ix.agent ~= agent_id then return fail('FORBIDDEN', 'interaction is with another agent') end

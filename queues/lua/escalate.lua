@@ -9,7 +9,7 @@
 --       9 bucket id the caller read it in
 -- The expected step makes it idempotent: two dispatchers firing the same step apply it once.
 local ix_id, step = ARGV[1], num(ARGV[2])
-local ix = hmget(KEYS[1], {'state', 'bucket', 'queue', 'channel', 'enqueued_ms', 'esc_step',
+local ix = hmget(KEYS[1], {'state', 'ref', 'bucket', 'queue', 'channel', 'enqueued_ms', 'esc_step',
   'esc_at', 'entered_ms'})
 if ix.state ~= 'queued' then return fail('STATE', 'interaction is ' .. tostring(ix.state)) end
 if num(ix.esc_step) ~= step or ix.bucket ~= ARGV[9] then
@@ -36,7 +36,7 @@ emit(KEYS[8], ARGV[8], {'ev', 'ESCALATE', 't', now, 'queue', f.queue, 'ix', ix_i
   'skills', f.skills or '{}'})
 if moved then
   emit(KEYS[8], ARGV[8], {'ev', 'ENTERQUEUE', 't', now, 'queue', f.queue, 'ix', ix_id,
-    'agent', '', 'channel', ix.channel, 'ref', '', 'priority', f.priority or 0, 'first', 0,
+    'agent', '', 'channel', ix.channel, 'ref', ix.ref or '', 'priority', f.priority or 0, 'first', 0,
     'pos', pos})
 end
 return {now, pos}

@@ -7,7 +7,7 @@
 --       5 bucket meta JSON, 6 overflow escalation after ms, 7 overflow max wait ms,
 --       8 events_maxlen, 9 bucket id the caller read it in
 local ix_id, overflow = ARGV[1], ARGV[2]
-local ix = hmget(KEYS[1], {'state', 'bucket', 'queue', 'channel', 'entered_ms',
+local ix = hmget(KEYS[1], {'state', 'ref', 'bucket', 'queue', 'channel', 'entered_ms',
   'first_entered_ms', 'enqueued_ms', 'max_at', 'origpos'})
 if ix.state ~= 'queued' then return fail('STATE', 'interaction is ' .. tostring(ix.state)) end
 if ix.bucket ~= ARGV[9] then return fail('STALE', 'interaction moved meanwhile') end
@@ -30,5 +30,5 @@ local max_at = num(ARGV[7]) > 0 and now + num(ARGV[7]) or 0
 local npos = enter_bucket(KEYS[1], ix_id, KEYS[6], KEYS[7], ARGV[5], KEYS[8], KEYS[3], KEYS[4],
   ARGV[3], f, num(ix.enqueued_ms), esc_at, max_at)
 emit(KEYS[5], ARGV[8], {'ev', 'ENTERQUEUE', 't', now, 'queue', overflow, 'ix', ix_id, 'agent', '',
-  'channel', ix.channel, 'ref', '', 'priority', f.priority or 0, 'first', 0, 'pos', npos})
+  'channel', ix.channel, 'ref', ix.ref or '', 'priority', f.priority or 0, 'first', 0, 'pos', npos})
 return {now, 'queued'}

@@ -10,7 +10,7 @@
 --       11 requested by
 -- Returns {now, position in the new bucket}.
 local ix_id, holder, new_bucket = ARGV[1], ARGV[2], ARGV[3]
-local ix = hmget(KEYS[1], {'state', 'agent', 'bucket', 'queue', 'channel', 'entered_ms',
+local ix = hmget(KEYS[1], {'state', 'ref', 'agent', 'bucket', 'queue', 'channel', 'entered_ms',
   'enqueued_ms', 'connected_ms', 'transfers'})
 if ix.state == 'connected' then
   if ix.agent ~= holder then return fail('FORBIDDEN', 'interaction is with another agent') end
@@ -50,6 +50,6 @@ f.declined = ''
 local pos = enter_bucket(KEYS[1], ix_id, KEYS[4], KEYS[5], ARGV[5], KEYS[6], KEYS[3], KEYS[7],
   new_bucket, f, score, esc_at, max_at)
 emit(KEYS[10], ARGV[10], {'ev', 'ENTERQUEUE', 't', now, 'queue', f.queue, 'ix', ix_id,
-  'agent', '', 'channel', ix.channel, 'ref', '', 'priority', f.priority or 0, 'first', 0,
+  'agent', '', 'channel', ix.channel, 'ref', ix.ref or '', 'priority', f.priority or 0, 'first', 0,
   'pos', pos})
 return {now, pos}

@@ -1,0 +1,122 @@
+"""THE route table of /api/v1: the router registration and the OpenAPI document come from it.
+
+Who may call what (role agent additionally only with its own `{agent_id}`, see table.py):
+
+| roles                      | for                                                        |
+|----------------------------|------------------------------------------------------------|
+| public                     | login, the OpenAPI document                                |
+| intake, admin              | create interactions, resident messages, resident left      |
+| agent, supervisor, admin   | sign an agent in, change its state, read an agent, offers  |
+| agent (holding it), staff  | read an interaction and its conversation                   |
+| agent, admin               | work an interaction: accept, reject, complete, wrap-up...  |
+| supervisor, admin          | all agents, queues, references, live figures, moves       |
+"""
+
+from __future__ import annotations
+
+from router.auth import Role
+from router.http.api import agents, auth_routes, intake, openapi, supervision
+from router.http.api.schemas import (
+    Accepted,
+    AgentList,
+    AgentLoginRequest,
+    AgentStateRequest,
+    AgentView,
+    Closed,
+    Completed,
+    InteractionCreated,
+    InteractionList,
+    InteractionView,
+    LoggedOut,
+    LoginRequest,
+    LoginResponse,
+    Me,
+    MessageList,
+    MessagePosted,
+    MessageRequest,
+    QueueList,
+    QueueView,
+    Rejected,
+    ResidentLeft,
+    ResidentLeftRequest,
+    Transferred,
+    WrapupEndRequest,
+)
+from router.http.api.table import Route
+from router.models import IntakeRequest, TransferRequest
+from router.stats import LiveSnapshot
+
+ANYONE = frozenset(Role)
+INTAKE = frozenset({Role.intake, Role.admin})
+STAFF = frozenset({Role.supervisor, Role.admin})
+READERS = frozenset({Role.agent, Role.supervisor, Role.admin})
+AGENT_WORK = frozenset({Role.agent, Role.admin})
+
+_IX = "/agents/{agent_id}/interactions/{ix_id}"
+
+ROUTES: list[Route] = [
+    # --- auth ---------------------------------------------------------------------------
+    Route("POST", "/auth/login", auth_routes.login, "Log in and get a session cookie",
+          LoginRequest, LoginResponse, None, tag="auth", errors=(429,),
+          description="Sets the HttpOnly, SameSite=Strict cookie cityline_session and returns "
+          "the CSRF token to send as X-CSRF-Token on unsafe requests."),
+    Route("POST", "/auth/logout", auth_routes.logout, "End the session",
+          None, LoggedOut, ANYONE, tag="auth"),
+    Route("GET", "/auth/me", auth_routes.me, "Who am I", None, Me, ANYONE, tag="auth"),
+    Route("GET", "/openapi.json", openapi.openapi_document, "This document",
+          None, None, None, tag="meta"),
+    # --- intake -------------------------------------------------------------------------
+    Route("POST", "/interactions", intake.create_interaction, "Create an interaction",
+          IntakeRequest, InteractionCreated, INTAKE, status=201, tag="intake",
+          description="201 for a new contact; 200 when external_id repeats an earlier one.",
+          errors=(404,)),
+    Route("POST", "/interactions/{ix_id}/resident-left", intake.resident_left,
+          "Report that the resident left", ResidentLeftRequest, ResidentLeft, INTAKE,
+          tag="intake", errors=(409,)),
+    Route("POST", "/interactions/{ix_id}/resident-messages", intake.resident_message,
+          "Add a message from the resident", MessageRequest, MessagePosted, INTAKE,
+          tag="intake", errors=(409,)),
+    Route("GET", "/interactions/{ix_id}", intake.get_interaction, "Read an interaction",
+          None, InteractionView, READERS, tag="interactions",
+          description="An agent may read only an interaction it holds."),
+    Route("GET", "/interactions/{ix_id}/messages", intake.interaction_messages,
+          "Read the conversation of an interaction", None, MessageList, READERS,
+          tag="interactions", description="An agent may read only an interaction it holds."),
+    Route("GET", "/references/{ref}", intake.find_reference, "Find an interaction by reference",
+          None, InteractionView, STAFF, tag="interactions"),
+    # --- agents -------------------------------------------------------------------------
+    Route("POST", "/agents/{agent_id}/login", agents.agent_login, "Sign an agent in",
+          AgentLoginRequest, AgentView, READERS, tag="agents", errors=(409,)),
+    Route("PUT", "/agents/{agent_id}/state", agents.set_agent_state, "Change an agent's state",
+          AgentStateRequest, AgentView, READERS, tag="agents", errors=(409,)),
+    Route("GET", "/agents/{agent_id}", agents.get_agent, "Read an agent",
+          None, AgentView, READERS, tag="agents"),
+    Route("GET", "/agents/{agent_id}/offers", agents.agent_offers, "Offers waiting for an agent",
+          None, InteractionList, READERS, tag="agents"),
+    Route("GET", "/agents/{agent_id}/interactions", agents.agent_interactions,
+          "Interactions an agent holds", None, InteractionList, READERS, tag="agents"),
+    Route("POST", f"{_IX}/accept", agents.accept, "Accept an offer",
+          None, Accepted, AGENT_WORK, tag="agents", errors=(409,)),
+    Route("POST", f"{_IX}/reject", agents.reject, "Reject an offer",
+          None, Rejected, AGENT_WORK, tag="agents", errors=(409,)),
+    Route("POST", f"{_IX}/complete", agents.complete, "End the conversation",
+          None, Completed, AGENT_WORK, tag="agents", errors=(409,)),
+    Route("POST", f"{_IX}/wrapup-end", agents.wrapup_end, "Finish after-contact work",
+          WrapupEndRequest, Closed, AGENT_WORK, tag="agents", errors=(409,)),
+    Route("POST", f"{_IX}/transfer", agents.agent_transfer, "Hand over to a queue or agent",
+          TransferRequest, Transferred, AGENT_WORK, tag="agents", errors=(409,)),
+    Route("POST", f"{_IX}/messages", agents.agent_message, "Send a message to the resident",
+          MessageRequest, MessagePosted, AGENT_WORK, tag="agents", errors=(409,)),
+    # --- supervision --------------------------------------------------------------------
+    Route("GET", "/agents", supervision.list_agents, "Every agent with its state",
+          None, AgentList, STAFF, tag="supervision"),
+    Route("POST", "/interactions/{ix_id}/transfer", supervision.move_interaction,
+          "Move a waiting interaction", TransferRequest, Transferred, STAFF,
+          tag="supervision", errors=(409,)),
+    Route("GET", "/queues", supervision.list_queues, "Every queue with its waiting count",
+          None, QueueList, STAFF, tag="supervision"),
+    Route("GET", "/queues/{name}", supervision.get_queue, "One queue with its waiting count",
+          None, QueueView, STAFF, tag="supervision"),
+    Route("GET", "/stats/live", supervision.live_stats, "Live figures of the supervisor wall",
+          None, LiveSnapshot, STAFF, tag="supervision"),
+]  # fmt: skip
