@@ -29,7 +29,7 @@ from queues.embedded import EmbeddedRedis  # noqa: E402
 from queues.store import Blending, RoutingStore  # noqa: E402
 from router.config import load_config  # noqa: E402
 from router.dispatcher import Dispatcher  # noqa: E402
-from router.models import AgentProfile, Channel  # noqa: E402
+from router.models import AgentProfile  # noqa: E402
 from router.placement import placement  # noqa: E402
 
 CONFIG = Path(__file__).with_name("bench_city.yaml")
@@ -320,5 +320,6 @@ if __name__ == "__main__":
     print(f"enqueue->offer at {lat['rate_per_s']}/s: p50 {lat['p50_ms']} ms, "
           f"p99 {lat['p99_ms']} ms (goal p99 < 10 ms)")
     for d in figures["decision"]:
-        print(f"decision with {d['waiting']:>7} waiting: p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms")
+        print(f"decision with {d['waiting']:>7} waiting: "
+              f"p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms")
     print(json.dumps(figures, sort_keys=True))

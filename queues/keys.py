@@ -113,6 +113,17 @@ class Keys:
     def stats_interval(self, interval_start_ms: int, scope: str) -> str:
         return f"{self.prefix}st:{interval_start_ms}:{scope}"
 
+    # HASH per interaction the aggregator is following: what it must remember across batches
+    # (answered already? transferred?) for first-answer and first-contact-resolution counts.
+    # Deleted when the interaction ends; expires after 30 days of silence.
+    def stats_ix(self, ix_id: str) -> str:
+        return f"{self.prefix}st:ix:{ix_id}"
+
+    # HASH per agent the aggregator is following: state and since when, to split ready/paused
+    # time across the intervals it spans.
+    def stats_agent(self, agent_id: str) -> str:
+        return f"{self.prefix}st:ag:{agent_id}"
+
     # SET per day (YYYY-MM-DD, city time) of the interval hash keys written that day.
     def stats_day_index(self, day: str) -> str:
         return f"{self.prefix}st:day:{day}"

@@ -32,16 +32,6 @@ from queues.keys import Keys
 IX_STATE_TTL_S = 30 * 86_400
 
 
-def stats_ix_key(keys: Keys, ix_id: str) -> str:
-    """HASH of the aggregator's per-interaction state (see the module docstring)."""
-    return f"{keys.prefix}st:ix:{ix_id}"
-
-
-def stats_agent_key(keys: Keys, agent_id: str) -> str:
-    """HASH of the aggregator's per-agent state (see the module docstring)."""
-    return f"{keys.prefix}st:ag:{agent_id}"
-
-
 @dataclass
 class HashUpdate:
     """Changes to one hash: increments, assignments, or deletion; optionally indexed in a set."""

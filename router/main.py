@@ -36,6 +36,7 @@ from router.auth import Auth, ensure_users
 from router.dispatcher import Dispatcher
 from router.http.api import setup_api
 from router.http.app import AppContext, create_app
+from router.metrics import setup_metrics
 from router.service import RoutingService
 from router.stats import StatsAggregator
 
@@ -400,7 +401,7 @@ class Cityline:
         created = await ensure_users(self.redis, self.keys, self.config)
         if created:
             logger.info("users: created %s", ", ".join(created))
-        service = self.service
+        service, redis = self.service, self.redis
         self.app = create_app(
             AppContext(
                 config=self.config,
@@ -409,7 +410,10 @@ class Cityline:
                 store=self.store,
                 registry=self.registry,
             ),
-            extra_setup=[lambda app: setup_api(app, service, auth)],
+            extra_setup=[
+                lambda app: setup_api(app, service, auth),
+                lambda app: setup_metrics(app, StatsAggregator(redis, self.keys, self.config)),
+            ],
         )
         # handle_signals stays False: only the CLI owns signal handlers.
         self._runner = web.AppRunner(self.app, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)

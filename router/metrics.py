@@ -21,9 +21,12 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator
 
+from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from router.http.app import REGISTRY_KEY
+from router.http.health import BEFORE_SCRAPE_KEY
 from router.stats import LiveSnapshot, StatsAggregator
 
 SnapshotProvider = Callable[[], LiveSnapshot | None]
@@ -162,3 +165,10 @@ def _fill(m: dict[str, GaugeMetricFamily], snap: LiveSnapshot) -> None:
         put("ch_waiting", [c.name], c.waiting)
         put("ch_longest", [c.name], c.longest_wait_s)
     put("taken", [], snap.now_ms / 1000)
+
+
+def setup_metrics(app: web.Application, aggregator: StatsAggregator) -> None:
+    """Expose the live per-queue figures on the app's /metrics."""
+    cache = LiveSnapshotCache(aggregator)
+    app[REGISTRY_KEY].register(StatsCollector(cache.latest))
+    app.setdefault(BEFORE_SCRAPE_KEY, []).append(cache.get)

@@ -46,8 +46,6 @@ from queues.stats_store import (
     HashUpdate,
     StatsStore,
     StreamEntry,
-    stats_agent_key,
-    stats_ix_key,
 )
 from router.stats_figures import (
     AgentCounts,
@@ -374,7 +372,7 @@ class _Fold:
     def updates(self) -> list[HashUpdate]:
         out = list(self.hashes.values())
         for ix in sorted(self.ix_touched):
-            key = stats_ix_key(self.keys, ix)
+            key = self.keys.stats_ix(ix)
             if ix in self.ix_ended:
                 out.append(HashUpdate(key, delete=True))
             else:
@@ -383,7 +381,7 @@ class _Fold:
                     HashUpdate(key, ttl_s=IX_STATE_TTL_S, assign={k: str(v) for k, v in st.items()})
                 )
         for agent in sorted(self.agents_touched):
-            out.append(HashUpdate(stats_agent_key(self.keys, agent), assign=self.agents[agent]))
+            out.append(HashUpdate(self.keys.stats_agent(agent), assign=self.agents[agent]))
         return out
 
 
@@ -458,8 +456,8 @@ class StatsAggregator:
             }
         )
         rows = await self.store.read_hashes(
-            [stats_ix_key(self.keys, ix) for ix in ixs]
-            + [stats_agent_key(self.keys, a) for a in agents]
+            [self.keys.stats_ix(ix) for ix in ixs]
+            + [self.keys.stats_agent(a) for a in agents]
         )
         ix_state = {
             ix: {"c": _int(r, "c"), "x": _int(r, "x")}

@@ -43,7 +43,7 @@ class Replay:
         self.ix_state[e.ix] = state
         self.terminal[e.ix] += 1
 
-    def apply(self, e: Event) -> None:  # noqa: C901 - one branch per event type is the point
+    def apply(self, e: Event) -> None:
         self.counts[e.type] += 1
         extra = e.model_extra or {}
         st = self.ix_state.get(e.ix)

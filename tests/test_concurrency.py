@@ -134,8 +134,8 @@ class Crowd:
                         self.spawn(self.on_pause(f["agent"]))
 
 
-async def wait_until_all_ended(redis: aioredis.Redis, ids: list[str], timeout: float) -> list:
-    deadline = time.monotonic() + timeout
+async def wait_until_all_ended(redis: aioredis.Redis, ids: list[str], within_s: float) -> list:
+    deadline = time.monotonic() + within_s
     open_ids = ids
     while open_ids and time.monotonic() < deadline:
         async with redis.pipeline(transaction=False) as pipe:
@@ -194,7 +194,7 @@ async def _soak(redis: aioredis.Redis, redis_url: str, tmp_path: Path) -> None:
         assert not crowd.errors, crowd.errors[:3]
         ids = [k.split(":", 2)[2] for k in await redis.keys("cl:ix:*")]
         assert len(ids) == RESIDENTS
-        still_open = await wait_until_all_ended(redis, ids, timeout=60)
+        still_open = await wait_until_all_ended(redis, ids, within_s=60)
         assert not crowd.errors, crowd.errors[:3]
         assert still_open == [], f"{len(still_open)} interactions never ended"
         for proc in procs:

@@ -44,13 +44,16 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    async def start(self) -> None:
+    def spawn(self) -> None:
         env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"} | PASSWORDS
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "router.cli", "serve", "--config", str(self.config),
              "--port", str(self.port), "--data-dir", str(self.data), "--log-level", "warning"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
+
+    async def start(self) -> None:
+        self.spawn()
         async with aiohttp.ClientSession() as http:
             for _ in range(300):
                 try:
@@ -81,9 +84,11 @@ async def login(http: aiohttp.ClientSession, base: str, user: str, pw: str) -> d
 
 
 async def wait_gone(pidfile: Path) -> None:
-    pid = int(pidfile.read_text())
+    pid = int(await asyncio.to_thread(pidfile.read_text))
     for _ in range(200):
-        if not Path(f"/proc/{pid}").exists():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the embedded redis-server outlived its cityline")

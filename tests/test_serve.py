@@ -139,6 +139,8 @@ def test_serve_embedded_redis_then_sigterm(tmp_path: Path, served: list[Served])
     status, content_type, metrics = city.get("/metrics")
     assert status == 200 and content_type.startswith("text/plain")
     assert "cityline_up 1.0" in metrics.splitlines()
+    # the live queue figures come from Redis through the statistics collector
+    assert any(line.startswith("cityline_queue_waiting{") for line in metrics.splitlines())
 
     sock = city.data_dir.resolve() / "redis" / "redis.sock"
     log = city.log

@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from queues.keys import Keys
-from queues.stats_store import HashUpdate, StatsStore, stats_ix_key
+from queues.stats_store import HashUpdate, StatsStore
 from router.config import CitylineConfig
 from router.erlang import agents_needed_erlang_a, agents_needed_erlang_c
 from router.stats import (
@@ -442,9 +442,9 @@ async def test_channel_scope_counts_each_contact_once(
     anna = await counters(redis, keys, t, "a:anna")
     assert (anna["transfers"], anna["transfer_talk_ms"]) == (2, 58 * S)
     # z is still connected: its state is kept (connected once, transferred once)
-    assert await redis.hgetall(stats_ix_key(keys, "z")) == {"c": "1", "x": "1"}
-    assert await redis.ttl(stats_ix_key(keys, "z")) > 29 * 86400
-    assert not await redis.exists(stats_ix_key(keys, "x"))
+    assert await redis.hgetall(keys.stats_ix("z")) == {"c": "1", "x": "1"}
+    assert await redis.ttl(keys.stats_ix("z")) > 29 * 86400
+    assert not await redis.exists(keys.stats_ix("x"))
 
 
 async def test_first_contact_resolution_across_batches(

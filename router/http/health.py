@@ -119,7 +119,17 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "unavailable", "redis": reason}, status=503)
 
 
+# Coroutines awaited before each scrape: prometheus_client collects synchronously, so figures
+# that live in Redis (the live statistics) are fetched here first and read from a cache.
+BEFORE_SCRAPE_KEY = web.AppKey("before_scrape", list)
+
+
 async def metrics(request: web.Request) -> web.Response:
+    for refresh in request.app.get(BEFORE_SCRAPE_KEY, []):
+        try:
+            await refresh()
+        except Exception as exc:  # a scrape must still answer with the process metrics
+            logger.warning("metrics: refreshing live figures failed: %s", exc)
     # The 0.0.4 text format: every Prometheus release and most other scrapers read it.
     body = generate_latest(request.app[REGISTRY_KEY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
