@@ -12,17 +12,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 import yaml
 
+from queues.keys import Keys
 from queues.store import RoutingStore
 from router.config import load_config
 from router.errors import CitylineError
 from router.models import Channel, Event, IntakeRequest, TransferRequest
 from router.service import RoutingService
+from router.stats import StatsAggregator
 from tests.stream_model import Replay
 
 pytestmark = pytest.mark.slow
@@ -233,3 +236,31 @@ async def _soak(redis: aioredis.Redis, redis_url: str, tmp_path: Path) -> None:
     assert c["ENTERQUEUE"] >= RESIDENTS and c["OFFER"] > RESIDENTS // 2
     assert c["RINGNOANSWER"] > 0 and c["ABANDON"] > 0 and c["TRANSFER"] > 0
     assert c["EXITWITHTIMEOUT"] > 0 and c["PAUSE"] > 0
+    await _counters_agree_with_stream(redis, cfg, replay)
+
+
+async def _counters_agree_with_stream(redis: aioredis.Redis, cfg, replay: Replay) -> None:
+    """The statistics folded from the stream by two aggregators at once count every event
+    exactly once: per queue, each counter equals the events of that queue; in total, each
+    resident's contact counts once."""
+    aggs = [StatsAggregator(redis, Keys(), cfg) for _ in range(2)]
+    while sum(await asyncio.gather(*(a.fold_once(500) for a in aggs))):
+        pass
+    entries = [Event.from_stream(i, f) for i, f in await redis.xrange("cl:events")]
+    report = await aggs[0].period_report(entries[0].time_ms, entries[-1].time_ms + 1)
+    per_queue = {q.name: q.counters for q in report.queues}
+    expected: dict[str, Counter[str]] = defaultdict(Counter)
+    for e in entries:
+        name = {"ENTERQUEUE": "offered", "CONNECT": "answered", "ABANDON": "abandoned",
+                "RINGNOANSWER": "rona", "TRANSFER": "transfers"}.get(e.type)
+        if name:
+            expected[e.queue][name] += 1
+    for queue, counts in expected.items():
+        got = {k: per_queue.get(queue, {}).get(k, 0) for k in counts}
+        assert got == dict(counts), queue
+    total = report.total.counters
+    ended = Counter(replay.ix_state.values())
+    assert total["offered"] == RESIDENTS
+    assert total["abandoned"] == ended["abandoned"]
+    assert total.get("timeouts", 0) == ended["timeout"]
+    assert total["answered"] == len({e.ix for e in entries if e.type == "CONNECT"})
