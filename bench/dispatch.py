@@ -262,7 +262,11 @@ async def decision_time(url: str, waiting: int, samples: int) -> dict[str, float
         if made != 1:
             raise RuntimeError(f"expected one offer, got {made}")
         (ix_id,) = await store.agent_work("d0000")
-        await store.abandon(ix_id, short_abandon_ms=0)  # frees the agent; not measured
+        # not measured: free the agent and put one back, so `waiting` stays the same
+        bucket = (await store.interaction(ix_id))["bucket"]
+        await store.abandon(ix_id, short_abandon_ms=0)
+        await store.enqueue(next(t for t in targets if t.bucket_id == bucket),
+                            {"language": "pl"})
     await store.redis.aclose()
     return {"waiting": waiting, "p50_ms": round(pct(times, 0.5), 3),
             "p99_ms": round(pct(times, 0.99), 3), "mean_ms": round(statistics.mean(times), 3)}

@@ -57,7 +57,7 @@ class AgentView:
             return self.blend_vt or text_load == 0
         return self.blend_tv or self.load.get("voice", 0) == 0
 
-    def has_skills(self, need: dict[str, int]) -> bool:
+    def has_skills(self, need: Mapping[str, int]) -> bool:
         return all(self.skills.get(s, 0) >= lvl for s, lvl in need.items())
 
     def occupancy(self, channel: str) -> float:

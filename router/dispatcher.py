@@ -28,11 +28,15 @@ from router.strategies import RoundRobin, choose
 
 logger = logging.getLogger(__name__)
 
-# Events after which a new match may exist. OFFER, CONNECT, MESSAGE, PAUSE... cannot create one,
-# and waking on our own OFFERs would double the work per decision.
-WAKE_EVENTS = frozenset(
+# Events after which a new match may exist: something started waiting, or an agent got a free
+# slot. OFFER, CONNECT, MESSAGE, PAUSE... cannot create one, and waking on our own OFFERs would
+# double the work per decision. A round is only worth running when, as far as the events tell,
+# someone may be waiting (see `_maybe_waiting`).
+STARTS_WAITING = frozenset(
+    {EventType.ENTERQUEUE, EventType.RINGNOANSWER, EventType.TRANSFER, EventType.ESCALATE}
+)
+FREES_AGENT = frozenset(
     {
-        EventType.ENTERQUEUE,
         EventType.RINGNOANSWER,
         EventType.UNPAUSE,
         EventType.ADDMEMBER,
@@ -41,9 +45,9 @@ WAKE_EVENTS = frozenset(
         EventType.COMPLETEAGENT,
         EventType.ABANDON,
         EventType.TRANSFER,
-        EventType.ESCALATE,
     }
 )
+WAKE_EVENTS = STARTS_WAITING | FREES_AGENT
 DEFAULT_OFFER_TIMEOUT_MS = 20_000
 # Agents' profiles change without an event (admin edits): re-read every agent this often.
 FULL_AGENT_REFRESH_S = 5.0
@@ -79,6 +83,9 @@ class Dispatcher:
         self._full_refresh_at = 0.0
         self._depth: dict[str, int] = {}  # channel -> how deep to read each bucket
         self._fresh = False  # True right after reading the stream to its end
+        # Could anyone be waiting? False when the last round saw empty queues, True again on
+        # any event that starts a wait. A timer wake-up runs a round regardless.
+        self._maybe_waiting = True
         self._timers_at = 0.0  # monotonic time of the next timer check
         self._clock_offset_ms = 0.0  # Redis TIME minus local wall clock
         self._replan = False
@@ -99,7 +106,7 @@ class Dispatcher:
         return (
             agent.id not in declined
             and agent.can_take(p.channel)
-            and agent.has_skills(dict(p.skills))
+            and agent.has_skills(p.skills)
         )
 
     async def match_round(self) -> int:
@@ -129,6 +136,7 @@ class Dispatcher:
         dirty, self._dirty_agents = self._dirty_agents, set()
         views, buckets = await self.snapshot.round_view(dirty, full=full, depth=self._depth)
         agents = {a.id: a for a in views if a.state == "ready"}
+        self._maybe_waiting = bool(buckets)
         # look as deep into each bucket as its channel has free slots (next time, too)
         self._depth = {
             ch: min(MAX_DEPTH, sum(max(0, a.cap.get(ch, 0) - a.load.get(ch, 0))
@@ -168,23 +176,34 @@ class Dispatcher:
         self, buckets: dict[str, list[Head]], agents: dict[str, AgentView]
     ) -> list[tuple[Head, AgentView]]:
         """Greedy matching in queue order: best waiting interaction first, each to the agent
-        its queue's strategy prefers among those who can take it now."""
+        its queue's strategy prefers among those who can take it now.
+
+        Agents are kept in longest-idle order (an agent given work moves to the back, as the
+        reserve script makes it), so the default strategy stops at the first agent who fits
+        instead of scanning them all.
+        """
+        idle_order = dict(sorted(agents.items(), key=lambda kv: (kv[1].idle_since, kv[0])))
         heap = [(items[0].sort_key(), bid, 0) for bid, items in buckets.items()]
         heapq.heapify(heap)
         plan: list[tuple[Head, AgentView]] = []
-        while heap and agents:
+        while heap and idle_order:
             _, bid, i = heapq.heappop(heap)
             head = buckets[bid][i]
             declined = self._declined.get(head.ix_id, ())
-            candidates = [a for a in agents.values() if self.eligible(a, head, declined)]
-            if candidates:
-                agent = choose(self._queue_settings(head.placement.queue)[0], head, candidates,
-                               self.rr)
+            strategy = self._queue_settings(head.placement.queue)[0]
+            if strategy == "longest_idle":
+                agent = next((a for a in idle_order.values()
+                              if self.eligible(a, head, declined)), None)
+            else:
+                candidates = [a for a in idle_order.values() if self.eligible(a, head, declined)]
+                agent = choose(strategy, head, candidates, self.rr) if candidates else None
+            if agent is not None:
                 plan.append((head, agent))
                 channel = head.placement.channel
                 agent.load[channel] = agent.load.get(channel, 0) + 1
-                if not any(agent.can_take(ch) for ch in agent.cap):
-                    del agents[agent.id]
+                del idle_order[agent.id]
+                if any(agent.can_take(ch) for ch in agent.cap):
+                    idle_order[agent.id] = agent  # no longer idle: to the back of the line
             elif not declined:
                 continue  # the rest of the bucket needs the same: nobody free can take it
             if i + 1 < len(buckets[bid]):
@@ -296,8 +315,13 @@ class Dispatcher:
             elif ev in _SETTLED:
                 self._declined.pop(fields.get("ix", ""), None)
             self._arm_from_event(ev, fields)
+            self._maybe_waiting = self._maybe_waiting or ev in STARTS_WAITING
             woken = woken or ev in WAKE_EVENTS
-        return woken
+        # skips the rounds that cannot match: an agent freed while nobody waits. (A caller
+        # arriving while every agent seems busy still runs a round: the round reads agents'
+        # availability from Redis before their freeing events reach us, which under a backlog
+        # is measurably faster than waiting for those events - see bench/dispatch.py.)
+        return woken and self._maybe_waiting
 
     async def _catch_up(self) -> None:
         """Read (without blocking) events since the last look, so agent views are current."""
