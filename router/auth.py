@@ -420,7 +420,7 @@ async def ensure_users(
             is_new, _, _, _, has_password = await pipe.execute()
         if is_new:
             created.append(name)
-            logger.info("user created from configuration user=%s role=%s", name, user.role)
+            logger.debug("user created from configuration user=%s role=%s", name, user.role)
         if has_password:
             continue
         initial = user.initial_password(env)

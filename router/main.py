@@ -400,7 +400,7 @@ class Cityline:
         auth = Auth(self.redis, self.keys, self.config)
         created = await ensure_users(self.redis, self.keys, self.config)
         if created:
-            logger.info("users: created %s", ", ".join(created))
+            logger.info("users: %d created from the configuration", len(created))
         service, redis = self.service, self.redis
         self.app = create_app(
             AppContext(
