@@ -69,6 +69,12 @@ class Keys:
     def available(self) -> str:
         return f"{self.prefix}avail"
 
+    # STRING with a TTL: the name of the dispatcher that plans matching rounds now (see
+    # dispatch_lease.lua). Expires within a second when its holder stops.
+    @property
+    def dispatch_lease(self) -> str:
+        return f"{self.prefix}lease"
+
     # ZSET: interaction id -> offer deadline (ms). Offers past it become RINGNOANSWER.
     @property
     def offers(self) -> str:

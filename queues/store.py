@@ -439,6 +439,11 @@ class RoutingStore:
             raise StateError(f"interaction is {ix.get('state')}")
         return ix
 
+    async def dispatch_lease(self, name: str, ttl_ms: int) -> bool:
+        """Take or renew the planning lease; True while `name` holds it."""
+        res = await self._call("dispatch_lease", [self.keys.dispatch_lease], [name, ttl_ms])
+        return bool(int(res))
+
     async def drop_stray_timer(self, zset: str, ix_id: str, expected_state: str) -> bool:
         keys = [self.keys.ix(ix_id), zset]
         res = await self._call("timer_cleanup", keys, [ix_id, expected_state])

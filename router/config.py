@@ -352,6 +352,15 @@ class RoutingConfig(_Section):
         description="longest the dispatcher sleeps without an event (bounds how late an "
         "escalation step or offer timeout can fire if a wake-up is lost)",
     )
+    dispatch_lease_ms: int = Field(
+        500,
+        ge=0,
+        le=10_000,
+        description="with several dispatcher processes, one plans the matching rounds while it "
+        "holds a lease renewed by its rounds; the others take over within this many ms of it "
+        "stopping. 0: all plan at once (still correct, since every pick is re-checked, but "
+        "they waste work refusing each other's picks)",
+    )
 
 
 class StatsConfig(_Section):

@@ -14,6 +14,7 @@ import asyncio
 import heapq
 import json
 import logging
+import secrets
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ class DispatchCounters:
     offers: int = 0
     stale: int = 0
     timers: int = 0
+    standby: int = 0  # rounds skipped because another dispatcher held the planning lease
 
 
 class Dispatcher:
@@ -75,6 +77,8 @@ class Dispatcher:
         self.snapshot = Snapshot(store.redis, store.keys)
         self.rr = RoundRobin()
         self.counters = DispatchCounters()
+        self._lease_id = f"{name}-{secrets.token_hex(4)}"  # unique even for one name twice
+        self._standby_until = 0.0  # monotonic time before which another holds the lease
         self._last_id = "$"
         self._dirty_agents: set[str] = set()
         # interaction -> agents who refused it (learnt from events and refusals; the reserve
@@ -115,6 +119,9 @@ class Dispatcher:
         if not self._fresh:
             await self._catch_up()
         self._fresh = False
+        if not await self._hold_lease():
+            self.counters.standby += 1
+            return 0
         offers = 0
         # Refused picks (another dispatcher was faster) refresh what they were about; a second
         # pass may then place them. Three passes bound the round whatever happens.
@@ -128,6 +135,23 @@ class Dispatcher:
                 break
         self.counters.offers += offers
         return offers
+
+    async def _hold_lease(self) -> bool:
+        """Whether this dispatcher may plan now (always, with the lease turned off).
+
+        While another holds the lease (it reads the same events, so it sees this work), stand
+        by and ask again only once that lease could have run out: no Redis call per event.
+        """
+        lease_ms = self.cfg.routing.dispatch_lease_ms
+        if not lease_ms:
+            return True
+        now = time.monotonic()
+        if now < self._standby_until:
+            return False
+        if await self.store.dispatch_lease(self._lease_id, lease_ms):
+            return True
+        self._standby_until = now + lease_ms / 1000
+        return False
 
     async def _match_pass(self) -> tuple[int, int]:
         full = time.monotonic() >= self._full_refresh_at

@@ -37,7 +37,8 @@ DISPATCHERS = 3
 
 def soak_config(tmp_path: Path) -> Path:
     base = yaml.safe_load(Path(__file__).with_name("routing_config.yaml").read_text())
-    base["routing"].update(max_misses=2, timer_max_sleep_ms=100)
+    # no planning lease: all three dispatchers plan every round and race each other's picks
+    base["routing"].update(max_misses=2, timer_max_sleep_ms=100, dispatch_lease_ms=0)
     for q in base["queues"].values():
         q["offer_timeout_s"] = 0.25
     base["queues"]["chat"]["wrapup_s"] = 0.05

@@ -257,3 +257,18 @@ async def test_run_loop_offers_without_polling(service: RoutingService, dispatch
     finally:
         stop.set()
         await asyncio.wait_for(task, 2)
+
+
+async def test_standby_dispatcher_takes_over_when_the_planner_stops(
+    service: RoutingService, cfg: CitylineConfig
+):
+    cfg.routing.dispatch_lease_ms = 100
+    planner, standby = Dispatcher(service.store, cfg, "one"), Dispatcher(service.store, cfg, "two")
+    await ready(service, "a1", "a2")
+    await call(service)
+    assert await planner.match_round() == 1
+    await call(service)
+    assert await standby.match_round() == 0  # the planner holds the lease: no double work
+    assert standby.counters.standby == 1
+    await asyncio.sleep(0.15)  # the planner stopped renewing (died, say)
+    assert await standby.match_round() == 1
