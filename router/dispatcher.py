@@ -11,6 +11,7 @@ stale picks. So several dispatcher processes may run against one Redis at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import json
 import logging
@@ -79,6 +80,7 @@ class Dispatcher:
         self.counters = DispatchCounters()
         self._lease_id = f"{name}-{secrets.token_hex(4)}"  # unique even for one name twice
         self._standby_until = 0.0  # monotonic time before which another holds the lease
+        self._renew_at = 0.0  # monotonic time from which our own lease needs renewing
         self._last_id = "$"
         self._dirty_agents: set[str] = set()
         # interaction -> agents who refused it (learnt from events and refusals; the reserve
@@ -139,19 +141,33 @@ class Dispatcher:
     async def _hold_lease(self) -> bool:
         """Whether this dispatcher may plan now (always, with the lease turned off).
 
-        While another holds the lease (it reads the same events, so it sees this work), stand
-        by and ask again only once that lease could have run out: no Redis call per event.
+        The holder renews its lease every third of its life, not every round. While another
+        holds it, ask again only once that lease could have run out: no Redis call per event.
         """
         lease_ms = self.cfg.routing.dispatch_lease_ms
         if not lease_ms:
             return True
         now = time.monotonic()
+        if now < self._renew_at:
+            return True
         if now < self._standby_until:
             return False
         if await self.store.dispatch_lease(self._lease_id, lease_ms):
+            self._renew_at = now + lease_ms / 3000
             return True
         self._standby_until = now + lease_ms / 1000
         return False
+
+    async def _stand_by(self, stop: asyncio.Event) -> None:
+        """Sleep while another dispatcher plans (no reads at all: a standby costs nothing),
+        then come back as a fresh one: the stream from its end and every agent re-read."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), max(0.01, self._standby_until - time.monotonic()))
+        self._last_id = "$"
+        self._full_refresh_at = 0.0
+        self._timers_at = 0.0
+        self._maybe_waiting = True
+        self._fresh = False
 
     async def _match_pass(self) -> tuple[int, int]:
         full = time.monotonic() >= self._full_refresh_at
@@ -418,6 +434,9 @@ class Dispatcher:
         logger.info("%s: started (event-driven on %s)", self.name, self.keys.events)
         await self._catch_up()
         while not stop.is_set():
+            if not await self._hold_lease():
+                await self._stand_by(stop)
+                continue
             started = time.perf_counter()
             if time.monotonic() >= self._timers_at:
                 await self.fire_timers()

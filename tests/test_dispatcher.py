@@ -272,3 +272,37 @@ async def test_standby_dispatcher_takes_over_when_the_planner_stops(
     assert standby.counters.standby == 1
     await asyncio.sleep(0.15)  # the planner stopped renewing (died, say)
     assert await standby.match_round() == 1
+
+
+async def _offered_within(service: RoutingService, agent: str, ix: str, seconds: float) -> bool:
+    for _ in range(int(seconds / 0.01)):
+        if ix in await offered_to(service, agent):
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def test_running_dispatchers_one_plans_and_a_standby_takes_over(
+    service: RoutingService, cfg: CitylineConfig
+):
+    cfg.routing.dispatch_lease_ms = 200
+    first, second = Dispatcher(service.store, cfg, "a"), Dispatcher(service.store, cfg, "b")
+    stops = {first: asyncio.Event(), second: asyncio.Event()}
+    tasks = {d: asyncio.create_task(d.run(stops[d])) for d in (first, second)}
+    try:
+        await ready(service, "a1")
+        ix = await call(service)
+        assert await _offered_within(service, "a1", ix, 1.0)
+        await asyncio.sleep(0.05)
+        assert first.counters.offers + second.counters.offers == 1  # planned once
+        await service.accept("a1", ix)
+        await service.complete("a1", ix)
+        planner = first if first.counters.offers else second
+        stops[planner].set()  # the planner goes away
+        await asyncio.wait_for(tasks[planner], 2)
+        nxt = await call(service)
+        assert await _offered_within(service, "a1", nxt, 1.5)  # the standby took over
+    finally:
+        for d, task in tasks.items():
+            stops[d].set()
+            await asyncio.wait_for(task, 2)
