@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -25,6 +25,8 @@ from router.models import AgentProfile, Channel
 # Methods that read a key name before calling their script re-read this often when the script
 # finds the interaction moved meanwhile (StaleError).
 _STALE_READ_RETRIES = 3
+
+T = TypeVar("T")
 
 
 def new_interaction_id() -> str:
@@ -222,31 +224,37 @@ class RoutingStore:
             [ix_id, agent_id, by, disposition, note, self.events_maxlen],
         )  # fmt: skip
 
+    async def _read_then_call(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run `attempt` (read key names, then call a script), reading again when the script
+        finds the interaction moved between the read and the call (StaleError)."""
+        for tries in range(1, _STALE_READ_RETRIES + 1):
+            try:
+                return await attempt()
+            except StaleError:
+                if tries == _STALE_READ_RETRIES:
+                    raise
+        raise AssertionError("unreachable")
+
     async def abandon(
         self, ix_id: str, *, short_abandon_ms: int, at_ms: int | None = None
     ) -> Abandoned:
         k = self.keys
-        tries = 0
-        while True:
+
+        async def attempt() -> Abandoned:
             state, bucket, agent = await self.redis.hmget(k.ix(ix_id), ["state", "bucket", "agent"])
             if state is None:
                 raise NotFoundError(f"no interaction {ix_id}")
             agent_id = _s(agent or "")
-            try:
-                res = await self._call(
-                    "abandon",
-                    [k.ix(ix_id), k.bucket(_s(bucket or "")), k.active_buckets, k.due, k.offers,
-                     k.agent(agent_id), k.available, k.events, k.agent_work(agent_id)],
-                    [ix_id, at_ms or 0, short_abandon_ms, self.events_maxlen,
-                     agent_id if _s(state) == "offered" else ""],
-                )  # fmt: skip
-            except StaleError:
-                # offered, escalated or moved between our read and the script: read again
-                tries += 1
-                if tries >= _STALE_READ_RETRIES:
-                    raise
-                continue
+            res = await self._call(
+                "abandon",
+                [k.ix(ix_id), k.bucket(_s(bucket or "")), k.active_buckets, k.due, k.offers,
+                 k.agent(agent_id), k.available, k.events, k.agent_work(agent_id)],
+                [ix_id, at_ms or 0, short_abandon_ms, self.events_maxlen,
+                 agent_id if _s(state) == "offered" else ""],
+            )  # fmt: skip
             return Abandoned(int(res[0]), int(res[1]), bool(int(res[2])))
+
+        return await self._read_then_call(attempt)
 
     async def transfer(
         self,
@@ -263,28 +271,23 @@ class RoutingStore:
         """Move to another queue/agent; returns the position in the new bucket."""
         k = self.keys
         bid = target.bucket_id
-        tries = 0
-        while True:
+
+        async def attempt() -> int:
             bucket = await self.redis.hget(k.ix(ix_id), "bucket")
             if bucket is None:
                 raise NotFoundError(f"no interaction {ix_id}")
-            try:
-                res = await self._call(
-                    "transfer",
-                    [k.ix(ix_id), k.bucket(_s(bucket)), k.active_buckets, k.bucket(bid),
-                     k.bucket_meta(bid), k.queue_buckets(target.queue), k.due, k.agent(holder),
-                     k.available, k.events, k.agent_work(holder)],
-                    [ix_id, holder, bid, json.dumps(target.routing_fields()),
-                     json.dumps(target.meta()), int(keep_position), escalate_after_ms,
-                     max_wait_ms, note, self.events_maxlen, by],
-                )  # fmt: skip
-            except StaleError:
-                # escalated to another bucket between our read and the script: read again
-                tries += 1
-                if tries >= _STALE_READ_RETRIES:
-                    raise
-                continue
+            res = await self._call(
+                "transfer",
+                [k.ix(ix_id), k.bucket(_s(bucket)), k.active_buckets, k.bucket(bid),
+                 k.bucket_meta(bid), k.queue_buckets(target.queue), k.due, k.agent(holder),
+                 k.available, k.events, k.agent_work(holder)],
+                [ix_id, holder, bid, json.dumps(target.routing_fields()),
+                 json.dumps(target.meta()), int(keep_position), escalate_after_ms,
+                 max_wait_ms, note, self.events_maxlen, by],
+            )  # fmt: skip
             return int(res[1])
+
+        return await self._read_then_call(attempt)
 
     async def escalate(
         self,

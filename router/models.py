@@ -21,6 +21,18 @@ class Channel(StrEnum):
     webform = "webform"
 
 
+# Interactions an agent may hold at once per channel, unless configured otherwise: one call, or
+# a few chats, or more of the slower written channels.
+DEFAULT_CAPACITY: dict[Channel, int] = {
+    Channel.voice: 1,
+    Channel.chat: 3,
+    Channel.sms: 5,
+    Channel.email: 5,
+    Channel.telegram: 3,
+    Channel.webform: 5,
+}
+
+
 class InteractionState(StrEnum):
     new = "new"
     queued = "queued"
@@ -142,16 +154,7 @@ class AgentProfile(BaseModel):
     id: str
     name: str = ""
     skills: dict[str, int] = Field(default_factory=dict, description="skill -> level 1..10")
-    capacity: dict[Channel, int] = Field(
-        default_factory=lambda: {
-            Channel.voice: 1,
-            Channel.chat: 3,
-            Channel.sms: 5,
-            Channel.email: 5,
-            Channel.telegram: 3,
-            Channel.webform: 5,
-        }
-    )
+    capacity: dict[Channel, int] = Field(default_factory=lambda: dict(DEFAULT_CAPACITY))
     line: str = Field("first", pattern="^(first|second)$")
     endpoint: str = Field("", description="voice endpoint, e.g. PJSIP/1001")
 

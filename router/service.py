@@ -92,14 +92,7 @@ class RoutingService:
 
     async def resident_left(self, ix_id: str, at_ms: int | None = None) -> Abandoned:
         short_ms = int(self.cfg.routing.short_abandon_s * 1000)
-        for _ in range(3):  # the offer may change between our read and the script: retry
-            try:
-                return await self.store.abandon(ix_id, short_abandon_ms=short_ms, at_ms=at_ms)
-            except store_errors.StaleError:
-                continue
-            except store_errors.StoreError as exc:
-                raise from_store(exc) from None
-        raise from_store(store_errors.StaleError("interaction kept changing"))
+        return await self._do(self.store.abandon(ix_id, short_abandon_ms=short_ms, at_ms=at_ms))
 
     async def resident_message(self, ix_id: str, text: str) -> int:
         return await self._do(self.store.message(ix_id, sender="resident", text=text))
