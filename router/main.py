@@ -32,13 +32,14 @@ from prometheus_client import CollectorRegistry
 from queues.embedded import EmbeddedRedis, EmbeddedRedisError
 from queues.keys import Keys
 from queues.store import RoutingStore
-from router.auth import Auth, ensure_users
+from router.auth import Auth
 from router.dispatcher import Dispatcher
 from router.http.api import setup_api
 from router.http.app import AppContext, create_app
 from router.metrics import setup_metrics
 from router.service import RoutingService
 from router.stats import StatsAggregator
+from router.users import ensure_users
 
 if TYPE_CHECKING:
     from router.config import CitylineConfig

@@ -18,7 +18,7 @@ from aiohttp import test_utils
 from argon2 import PasswordHasher
 
 from queues.keys import Keys
-from router import auth as auth_mod
+from router import users as accounts
 from router.auth import Auth
 from router.config import CitylineConfig
 from router.http.api import setup_api
@@ -99,7 +99,7 @@ class ApiHarness:
     async def user(
         self, name: str, role: str, agent: str | None = None, password: str = PASSWORD
     ) -> None:
-        await auth_mod.add_user(
+        await accounts.add_user(
             self.redis, self.keys, name, role, agent_id=agent, password=password,
             hasher=self.auth.hasher,
         )  # fmt: skip
@@ -107,7 +107,7 @@ class ApiHarness:
     async def bearer(self, name: str, role: str, agent: str | None = None) -> Bearer:
         if not await self.redis.exists(self.keys.user(name)):
             await self.user(name, role, agent)
-        issued = await auth_mod.create_token(self.redis, self.keys, name, label="test")
+        issued = await accounts.create_token(self.redis, self.keys, name, label="test")
         return Bearer(await self.client(), issued.token)
 
     async def session(

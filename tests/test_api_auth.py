@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from argon2 import PasswordHasher
 
 from queues.keys import Keys
-from router import auth as auth_mod
+from router import users as accounts
 from router.auth import SESSION_COOKIE, Auth
 from router.config import CitylineConfig, UserConfig
 from router.service import RoutingService
@@ -139,7 +139,7 @@ async def test_stolen_cookie_after_logout_is_refused(api: ApiHarness):
 async def test_password_change_ends_sessions(api: ApiHarness):
     anna = await api.session("anna", "agent", "a1")
     assert (await anna.get("/auth/me")).status == 200
-    await auth_mod.set_password(
+    await accounts.set_password(
         api.redis, api.keys, "anna", "a new long password", hasher=api.auth.hasher
     )
     assert (await anna.get("/auth/me")).status == 401
@@ -211,7 +211,7 @@ async def test_success_resets_the_failure_count(api: ApiHarness, redis: aioredis
 
 
 async def test_user_without_password_cannot_log_in(api: ApiHarness):
-    await auth_mod.add_user(api.redis, api.keys, "later", "supervisor")
+    await accounts.add_user(api.redis, api.keys, "later", "supervisor")
     _, resp = await _login(api, "later", "")
     assert resp.status == 422  # an empty password is not even a login attempt
     _, resp = await _login(api, "later", "anything-at-all")
@@ -271,32 +271,32 @@ async def test_login_body_validation(api: ApiHarness):
 
 async def test_tokens_are_stored_as_digests_and_revocable(api: ApiHarness, redis: aioredis.Redis):
     await api.user("gateway", "intake")
-    issued = await auth_mod.create_token(redis, api.keys, "gateway", label="sms")
+    issued = await accounts.create_token(redis, api.keys, "gateway", label="sms")
     assert issued.token not in await _all_redis_text(redis)
     assert issued.token not in repr(issued)
-    tokens = await auth_mod.list_tokens(redis, api.keys, "gateway")
+    tokens = await accounts.list_tokens(redis, api.keys, "gateway")
     assert [(t.digest, t.label) for t in tokens] == [(issued.digest, "sms")]
     client = await api.client()
     headers = {"Authorization": f"Bearer {issued.token}"}
     me = await (await client.get(f"{API}/auth/me", headers=headers)).json()
     assert me == {"username": "gateway", "role": "intake", "agent_id": None, "auth": "token"}
-    assert await auth_mod.revoke_token(redis, api.keys, issued.digest) is True
-    assert await auth_mod.revoke_token(redis, api.keys, issued.token) is False
+    assert await accounts.revoke_token(redis, api.keys, issued.digest) is True
+    assert await accounts.revoke_token(redis, api.keys, issued.token) is False
     assert (await client.get(f"{API}/auth/me", headers=headers)).status == 401
 
 
 async def test_revoke_by_token_and_removed_user(api: ApiHarness, redis: aioredis.Redis):
     await api.user("gateway", "intake")
-    one = await auth_mod.create_token(redis, api.keys, "gateway")
-    two = await auth_mod.create_token(redis, api.keys, "gateway")
-    assert await auth_mod.revoke_token(redis, api.keys, one.token) is True
-    await auth_mod.remove_user(redis, api.keys, "gateway")
-    assert await auth_mod.list_tokens(redis, api.keys) == []
+    one = await accounts.create_token(redis, api.keys, "gateway")
+    two = await accounts.create_token(redis, api.keys, "gateway")
+    assert await accounts.revoke_token(redis, api.keys, one.token) is True
+    await accounts.remove_user(redis, api.keys, "gateway")
+    assert await accounts.list_tokens(redis, api.keys) == []
     client = await api.client()
     resp = await client.get(f"{API}/auth/me", headers={"Authorization": f"Bearer {two.token}"})
     assert resp.status == 401
-    with pytest.raises(auth_mod.UnknownUser):
-        await auth_mod.create_token(redis, api.keys, "gateway")
+    with pytest.raises(accounts.UnknownUser):
+        await accounts.create_token(redis, api.keys, "gateway")
 
 
 # --- administration -------------------------------------------------------------------------
@@ -304,20 +304,20 @@ async def test_revoke_by_token_and_removed_user(api: ApiHarness, redis: aioredis
 
 async def test_add_user_rules(redis: aioredis.Redis):
     keys, hasher = Keys(), cheap_hasher()
-    await auth_mod.add_user(redis, keys, "anna", "agent", agent_id="a1", hasher=hasher)
-    with pytest.raises(auth_mod.UserExists):
-        await auth_mod.add_user(redis, keys, "anna", "admin", hasher=hasher)
-    with pytest.raises(auth_mod.BadUser):
-        await auth_mod.add_user(redis, keys, "bob", "agent", hasher=hasher)  # no agent id
-    with pytest.raises(auth_mod.BadUser):
-        await auth_mod.add_user(redis, keys, "bob", "root", hasher=hasher)
-    with pytest.raises(auth_mod.BadUser):
-        await auth_mod.add_user(redis, keys, "bad name", "admin", hasher=hasher)
-    with pytest.raises(auth_mod.BadPassword):
-        await auth_mod.add_user(redis, keys, "bob", "admin", password="short", hasher=hasher)
-    with pytest.raises(auth_mod.UnknownUser):
-        await auth_mod.set_password(redis, keys, "ghost", "long enough pw", hasher=hasher)
-    users = await auth_mod.list_users(redis, keys)
+    await accounts.add_user(redis, keys, "anna", "agent", agent_id="a1", hasher=hasher)
+    with pytest.raises(accounts.UserExists):
+        await accounts.add_user(redis, keys, "anna", "admin", hasher=hasher)
+    with pytest.raises(accounts.BadUser):
+        await accounts.add_user(redis, keys, "bob", "agent", hasher=hasher)  # no agent id
+    with pytest.raises(accounts.BadUser):
+        await accounts.add_user(redis, keys, "bob", "root", hasher=hasher)
+    with pytest.raises(accounts.BadUser):
+        await accounts.add_user(redis, keys, "bad name", "admin", hasher=hasher)
+    with pytest.raises(accounts.BadPassword):
+        await accounts.add_user(redis, keys, "bob", "admin", password="short", hasher=hasher)
+    with pytest.raises(accounts.UnknownUser):
+        await accounts.set_password(redis, keys, "ghost", "long enough pw", hasher=hasher)
+    users = await accounts.list_users(redis, keys)
     assert [(u.username, u.role, u.agent_id, u.has_password) for u in users] == [
         ("anna", "agent", "a1", False)
     ]
@@ -325,7 +325,7 @@ async def test_add_user_rules(redis: aioredis.Redis):
 
 async def test_outdated_hash_is_upgraded_at_login(api: ApiHarness, redis: aioredis.Redis):
     weak = PasswordHasher(time_cost=1, memory_cost=512, parallelism=1)
-    await auth_mod.add_user(
+    await accounts.add_user(
         redis, api.keys, "anna", "agent", agent_id="a1", password=PASSWORD, hasher=weak
     )
     old = await redis.hget(api.keys.user("anna"), "password_hash")
@@ -351,7 +351,7 @@ async def test_ensure_users_from_configuration(
     keys, hasher = Keys(), cheap_hasher()
     caplog.set_level(logging.INFO, logger="router.auth")
     env = {"BOSS_PW": "boss password 1", "ROOT_PW": "short"}
-    created = await auth_mod.ensure_users(redis, keys, cfg, env, hasher=hasher)
+    created = await accounts.ensure_users(redis, keys, cfg, env, hasher=hasher)
     assert created == ["anna", "boss", "root"]
 
     path = cfg.data_dir / "demo-credentials.txt"
@@ -367,13 +367,13 @@ async def test_ensure_users_from_configuration(
     auth = Auth(redis, keys, cfg, hasher=hasher)
     assert (await auth.login("anna", demo_password)).principal.agent_id == "a1"
     assert (await auth.login("boss", "boss password 1")).principal.role == "supervisor"
-    users = {u.username: u for u in await auth_mod.list_users(redis, keys)}
+    users = {u.username: u for u in await accounts.list_users(redis, keys)}
     assert users["root"].has_password is False
 
     # again: nothing created, no password replaced, the role follows the configuration
     cfg.users["boss"] = UserConfig(role="admin", password_env="BOSS_PW")
     env["BOSS_PW"] = "another password"
-    assert await auth_mod.ensure_users(redis, keys, cfg, env, hasher=hasher) == []
+    assert await accounts.ensure_users(redis, keys, cfg, env, hasher=hasher) == []
     assert (await auth.login("boss", "boss password 1")).principal.role == "admin"
     assert path.read_text().splitlines()[0].split("  ")[1] == demo_password
 
@@ -384,7 +384,7 @@ async def test_ensure_users_without_demo_leaves_no_password(
     cfg.data_dir = tmp_path
     cfg.users = {"anna": UserConfig(role="agent", agent="a1")}
     keys = Keys()
-    await auth_mod.ensure_users(redis, keys, cfg, {}, hasher=cheap_hasher())
+    await accounts.ensure_users(redis, keys, cfg, {}, hasher=cheap_hasher())
     assert not (tmp_path / "demo-credentials.txt").exists()
-    (user,) = await auth_mod.list_users(redis, keys)
+    (user,) = await accounts.list_users(redis, keys)
     assert user.has_password is False
