@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 
 from queues.buckets import Placement
-from queues.errors import NotFoundError, StaleError, StateError
+from queues.errors import NotFoundError, StaleError
 from queues.keys import Keys
 from queues.scripts import Scripts
 from router.models import AgentProfile, Channel
@@ -435,12 +435,6 @@ class RoutingStore:
 
     async def messages(self, ix_id: str) -> list[dict[str, Any]]:
         return [json.loads(m) for m in await self.redis.lrange(self.keys.messages(ix_id), 0, -1)]
-
-    async def require_state(self, ix_id: str, *states: str) -> dict[str, str]:
-        ix = await self.interaction(ix_id)
-        if ix.get("state") not in states:
-            raise StateError(f"interaction is {ix.get('state')}")
-        return ix
 
     async def dispatch_lease(self, name: str, ttl_ms: int) -> bool:
         """Take or renew the planning lease; True while `name` holds it."""
