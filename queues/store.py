@@ -160,13 +160,13 @@ class RoutingStore:
         replies = await self.scripts.call_many("reserve", calls)
         return [r if isinstance(r, Exception) else int(r[1]) for r in replies]
 
-    async def accept(self, ix_id: str, agent_id: str) -> int:
-        """Connect; returns the exact wait in ms."""
+    async def accept(self, ix_id: str, agent_id: str, *, at_ms: int | None = None) -> int:
+        """Connect; returns the exact wait in ms. `at_ms`: the channel's own time of answer."""
         k = self.keys
         res = await self._call(
             "accept",
             [k.ix(ix_id), k.agent(agent_id), k.offers, k.events],
-            [ix_id, agent_id, self.events_maxlen],
+            [ix_id, agent_id, self.events_maxlen, at_ms or 0],
         )
         return int(res[1])
 
@@ -185,14 +185,22 @@ class RoutingStore:
         )
 
     async def offer_timeout(
-        self, ix_id: str, agent_id: str, *, max_misses: int, pause_reason: str
+        self,
+        ix_id: str,
+        agent_id: str,
+        *,
+        max_misses: int,
+        pause_reason: str,
+        at_ms: int | None = None,
     ) -> bool:
-        """Expire an offer whose deadline passed; returns True when the agent was paused."""
+        """Expire an offer whose deadline passed, or - with `at_ms`, the channel's time - one
+        whose ringing the channel reports failed (no answer, busy). True if the agent was
+        paused for it."""
         keys = await self._offer_keys(ix_id, agent_id)
         res = await self._call(
             "offer_timeout",
             keys,
-            [ix_id, agent_id, self.events_maxlen, max_misses, pause_reason],
+            [ix_id, agent_id, self.events_maxlen, max_misses, pause_reason, at_ms or 0],
         )
         return bool(int(res[1]))
 
@@ -202,14 +210,17 @@ class RoutingStore:
             raise NotFoundError(f"no interaction {ix_id}")
         return _s(agent)
 
-    async def complete(self, ix_id: str, agent_id: str, *, side: str, wrapup_ms: int) -> str:
-        """End the conversation; returns the new state (`wrapup` or `closed`)."""
+    async def complete(
+        self, ix_id: str, agent_id: str, *, side: str, wrapup_ms: int, at_ms: int | None = None
+    ) -> str:
+        """End the conversation; returns the new state (`wrapup` or `closed`). `at_ms`: the
+        channel's own time of hang-up."""
         k = self.keys
         res = await self._call(
             "complete",
             [k.ix(ix_id), k.agent(agent_id), k.wrapups, k.available, k.events,
              k.agent_work(agent_id)],
-            [ix_id, agent_id, side, wrapup_ms, self.events_maxlen],
+            [ix_id, agent_id, side, wrapup_ms, self.events_maxlen, at_ms or 0],
         )  # fmt: skip
         return _s(res[2])
 

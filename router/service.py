@@ -154,23 +154,36 @@ class RoutingService:
             raise from_store(store_errors.ForbiddenError("interaction is with another agent"))
         return ix
 
-    async def accept(self, agent_id: str, ix_id: str) -> int:
-        return await self._do(self.store.accept(ix_id, agent_id))
+    async def accept(self, agent_id: str, ix_id: str, *, at_ms: int | None = None) -> int:
+        """The agent takes the offer; `at_ms` is the channel's own time of answer, if any."""
+        return await self._do(self.store.accept(ix_id, agent_id, at_ms=at_ms))
+
+    async def ring_failed(self, ix_id: str, *, at_ms: int | None = None) -> bool:
+        """The channel reports the offered agent did not take it (no answer, busy, unreachable):
+        a ring-no-answer now, counted as a miss. True if the agent was paused for it."""
+        holder = await self._do(self.store.holder(ix_id))
+        return await self._do(self.store.offer_timeout(
+            ix_id, holder, max_misses=self.cfg.routing.max_misses,
+            pause_reason=self.cfg.routing.miss_pause_reason, at_ms=at_ms))
 
     async def reject(self, agent_id: str, ix_id: str) -> None:
         await self._do(self.store.reject(
             ix_id, agent_id, exclude_agent=self.cfg.routing.reject_excludes_agent))
 
-    async def complete(self, agent_id: str, ix_id: str, *, side: str = "agent") -> str:
+    async def complete(
+        self, agent_id: str, ix_id: str, *, side: str = "agent", at_ms: int | None = None
+    ) -> str:
+        """End the conversation; `at_ms` is the channel's own time of hang-up, if any."""
         ix = await self.interaction_for(agent_id, ix_id)
-        wrapup_ms = int(self.cfg.queues[ix["queue"]].wrapup_s * 1000) \
-            if ix["queue"] in self.cfg.queues else 0
-        return await self._do(self.store.complete(ix_id, agent_id, side=side, wrapup_ms=wrapup_ms))
+        q = self.cfg.queues.get(ix["queue"])
+        wrapup_ms = int(q.wrapup_s * 1000) if q else 0
+        return await self._do(self.store.complete(ix_id, agent_id, side=side,
+                                                  wrapup_ms=wrapup_ms, at_ms=at_ms))
 
-    async def resident_ended(self, ix_id: str) -> str:
+    async def resident_ended(self, ix_id: str, *, at_ms: int | None = None) -> str:
         """The resident ended a connected conversation (hung up, closed the chat)."""
         holder = await self._do(self.store.holder(ix_id))
-        return await self.complete(holder, ix_id, side="caller")
+        return await self.complete(holder, ix_id, side="caller", at_ms=at_ms)
 
     async def wrapup_end(self, agent_id: str, ix_id: str, disposition: str = "",
                          note: str = "") -> None:

@@ -20,6 +20,16 @@ local function num(v)
   return tonumber(v) or 0
 end
 
+-- A channel's own time of a transition (Asterisk's event Timestamp), more exact than ours; it is
+-- kept between the previous transition and Redis' now, so durations are never negative and the
+-- stream stays in order of cause. 0 or absent: now.
+local function channel_time(at_ms, not_before, now)
+  local at = num(at_ms)
+  if at <= 0 or at > now then at = now end
+  if at < num(not_before) then at = num(not_before) end
+  return at
+end
+
 local function hmget(key, names)
   local vals = redis.call('HMGET', key, unpack(names))
   local m = {}

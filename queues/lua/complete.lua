@@ -1,14 +1,15 @@
 -- complete: the conversation ends (COMPLETECALLER or COMPLETEAGENT, with talk time). With wrap-up
 -- time the agent keeps the slot until wrap-up ends; without, the interaction closes now.
 -- KEYS: 1 ix, 2 agent, 3 wrapups, 4 avail, 5 events, 6 agent_work
--- ARGV: 1 ix_id, 2 agent_id (holder), 3 side (caller|agent), 4 wrap-up ms, 5 events_maxlen
+-- ARGV: 1 ix_id, 2 agent_id (holder), 3 side (caller|agent), 4 wrap-up ms, 5 events_maxlen,
+--       6 the channel's time of hang-up (ms, 0 = now)
 -- Returns {now, talk_ms, state}.
 local ix_id, agent_id, side = ARGV[1], ARGV[2], ARGV[3]
 if side ~= 'caller' and side ~= 'agent' then return fail('STATE', 'side must be caller or agent') end
 local ix = hmget(KEYS[1], {'state', 'agent', 'queue', 'channel', 'entered_ms', 'connected_ms'})
 if ix.state ~= 'connected' then return fail('STATE', 'interaction is ' .. tostring(ix.state)) end
 if ix.agent ~= agent_id then return fail('FORBIDDEN', 'interaction is with another agent') end
-local now = now_ms()
+local now = channel_time(ARGV[6], ix.connected_ms, now_ms())
 local talk = now - num(ix.connected_ms)
 local wrapup = num(ARGV[4])
 local ev = side == 'caller' and 'COMPLETECALLER' or 'COMPLETEAGENT'

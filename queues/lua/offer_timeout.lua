@@ -2,7 +2,9 @@
 -- interaction returns to its place; after `max_misses` timeouts in a row the agent is paused
 -- (PAUSE with the configured reason), as contact centres do with ring-no-answer.
 -- KEYS: 1 ix, 2 bucket, 3 active_buckets, 4 agent, 5 avail, 6 offers, 7 due, 8 events, 9 agent_work
--- ARGV: 1 ix_id, 2 agent_id, 3 events_maxlen, 4 max_misses (0 = never pause), 5 pause reason
+-- ARGV: 1 ix_id, 2 agent_id, 3 events_maxlen, 4 max_misses (0 = never pause), 5 pause reason,
+--       6 the channel's time when it reported the agent did not answer (ms; given: the ring
+--       failed before the deadline - no answer, busy, unreachable - and counts as a miss)
 -- Returns {now, paused (1|0)}. Refuses (CL_EARLY) before the deadline, so a late timer and an
 -- accept cannot both win.
 local ix_id, agent_id = ARGV[1], ARGV[2]
@@ -10,7 +12,11 @@ local ix = hmget(KEYS[1], OFFER_FIELDS)
 if ix.state ~= 'offered' then return fail('STATE', 'interaction is ' .. tostring(ix.state)) end
 if ix.agent ~= agent_id then return fail('STALE', 'offered to another agent') end
 local now = now_ms()
-if now < num(ix.offer_deadline) then return fail('EARLY', 'offer deadline not reached') end
+if num(ARGV[6]) > 0 then
+  now = channel_time(ARGV[6], ix.offered_ms, now)
+elseif now < num(ix.offer_deadline) then
+  return fail('EARLY', 'offer deadline not reached')
+end
 back_to_queue(ix_id, agent_id, ix, 'timeout', ARGV[3], now, ix.declined or '')
 local misses = redis.call('HINCRBY', KEYS[4], 'misses', 1)
 local max_misses = num(ARGV[4])
