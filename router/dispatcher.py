@@ -17,7 +17,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from queues import errors as store_errors
@@ -88,6 +88,7 @@ class Dispatcher:
         self._declined: dict[str, set[str]] = {}
         self._full_refresh_at = 0.0
         self._depth: dict[str, int] = {}  # channel -> how deep to read each bucket
+        self._read_too_shallow = False  # the last plan stopped where it had read a bucket to
         self._fresh = False  # True right after reading the stream to its end
         # Could anyone be waiting? False when the last round saw empty queues, True again on
         # any event that starts a wait. A timer wake-up runs a round regardless.
@@ -128,12 +129,11 @@ class Dispatcher:
         # Refused picks (another dispatcher was faster) refresh what they were about; a second
         # pass may then place them. Three passes bound the round whatever happens.
         for _ in range(3):
-            depth = self._depth
             made, refused = await self._match_pass()
             offers += made
-            # another pass when picks were refused, or when we looked too shallow last time
-            deeper = any(n > max(1, depth.get(ch, 1)) for ch, n in self._depth.items())
-            if not refused and not (made and deeper):
+            # another pass when picks were refused, or when planning stopped at the end of
+            # what it had read of a bucket (see _plan)
+            if not refused and not self._read_too_shallow:
                 break
         self.counters.offers += offers
         return offers
@@ -170,11 +170,13 @@ class Dispatcher:
         self._fresh = False
 
     async def _match_pass(self) -> tuple[int, int]:
+        self._read_too_shallow = False
         full = time.monotonic() >= self._full_refresh_at
         if full:
             self._full_refresh_at = time.monotonic() + FULL_AGENT_REFRESH_S
         dirty, self._dirty_agents = self._dirty_agents, set()
-        views, buckets = await self.snapshot.round_view(dirty, full=full, depth=self._depth)
+        read_depth = self._depth
+        views, buckets = await self.snapshot.round_view(dirty, full=full, depth=read_depth)
         agents = {a.id: a for a in views if a.state == "ready"}
         self._maybe_waiting = bool(buckets)
         # look as deep into each bucket as its channel has free slots (next time, too)
@@ -185,7 +187,7 @@ class Dispatcher:
         }
         if not agents or not buckets:
             return 0, 0
-        plan = self._plan(buckets, agents)
+        plan = self._plan(buckets, agents, read_depth)
         if not plan:
             return 0, 0
         results = await self.store.reserve_many(
@@ -213,7 +215,10 @@ class Dispatcher:
         return made, refused
 
     def _plan(
-        self, buckets: dict[str, list[Head]], agents: dict[str, AgentView]
+        self,
+        buckets: dict[str, list[Head]],
+        agents: dict[str, AgentView],
+        read_depth: Mapping[str, int],
     ) -> list[tuple[Head, AgentView]]:
         """Greedy matching in queue order: best waiting interaction first, each to the agent
         its queue's strategy prefers among those who can take it now.
@@ -221,7 +226,13 @@ class Dispatcher:
         Agents are kept in longest-idle order (an agent given work moves to the back, as the
         reserve script makes it), so the default strategy stops at the first agent who fits
         instead of scanning them all.
+
+        Only the first few of each bucket were read. When planning uses up what was read of a
+        bucket that may hold more, and a free agent could take its next one, planning stops
+        there: going on with other buckets could serve a younger interaction before that
+        unread older one. `_read_too_shallow` then asks for another, deeper pass.
         """
+        self._read_too_shallow = False
         idle_order = dict(sorted(agents.items(), key=lambda kv: (kv[1].idle_since, kv[0])))
         heap = [(items[0].sort_key(), bid, 0) for bid, items in buckets.items()]
         heapq.heapify(heap)
@@ -248,6 +259,11 @@ class Dispatcher:
                 continue  # the rest of the bucket needs the same: nobody free can take it
             if i + 1 < len(buckets[bid]):
                 heapq.heappush(heap, (buckets[bid][i + 1].sort_key(), bid, i + 1))
+            elif len(buckets[bid]) >= max(1, read_depth.get(head.placement.channel, 1)) and any(
+                self.eligible(a, head) for a in idle_order.values()
+            ):
+                self._read_too_shallow = True
+                break
         return plan
 
     # --- timers -------------------------------------------------------------------------

@@ -55,6 +55,20 @@ async def test_interaction_priority_then_oldest_first(service: RoutingService,
     assert order == [urgent, first, second]
 
 
+async def test_oldest_first_across_queues_even_beyond_what_was_read(
+    service: RoutingService, dispatcher: Dispatcher
+):
+    """The round first reads one interaction per bucket; the second, older call of the voice
+    bucket must still go before the younger chat."""
+    first, second = await call(service), await call(service)
+    chat = await call(service, "chat", channel=Channel.chat)
+    await ready(service, "a1", "a2")
+    assert await dispatcher.match_round() == 2
+    offered = await offered_to(service, "a1") + await offered_to(service, "a2")
+    assert sorted(offered) == sorted([first, second])
+    assert (await service.store.interaction(chat))["state"] == "queued"
+
+
 async def test_chat_capacity_and_voice_blending(service: RoutingService, dispatcher: Dispatcher):
     chats = [await call(service, "chat", channel=Channel.chat) for _ in range(5)]
     await ready(service, "a1")
