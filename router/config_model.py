@@ -21,6 +21,7 @@ from router.config_catalogue import (
     UserConfig,
     default_reason_codes,
 )
+from router.config_channels import ChannelsConfig
 from router.config_checks import reference_problems
 from router.config_issues import Loc
 from router.config_names import AgentId, LanguageCode, QueueName, ReasonName, SkillName, UserName
@@ -68,6 +69,9 @@ class CitylineConfig(Section):
     )
     users: dict[UserName, UserConfig] = Field(
         default_factory=dict, description="login name -> user"
+    )
+    channels: ChannelsConfig = Field(
+        default_factory=ChannelsConfig, description="channel adapters, each off by default"
     )
     demo: DemoConfig = Field(default_factory=DemoConfig, description="demonstration helpers")
 
