@@ -447,6 +447,39 @@ class RoutingStore:
     async def messages(self, ix_id: str) -> list[dict[str, Any]]:
         return [json.loads(m) for m in await self.redis.lrange(self.keys.messages(ix_id), 0, -1)]
 
+    async def position(self, ix_id: str) -> int:
+        """1-based place of a waiting interaction in its queue (0 if it does not wait): those of
+        higher priority, then those of equal priority who came first, in every bucket of the
+        queue. Costs one ZCOUNT per bucket of the queue, never a scan of the waiting."""
+        k = self.keys
+        ix = await self.redis.hmget(k.ix(ix_id), ["state", "queue", "priority", "enqueued_ms"])
+        state, queue, prio, enq = (_s(v) if v is not None else "" for v in ix)
+        if state != "queued":
+            return 0
+        bucket_ids = [_s(b) for b in await self.redis.smembers(k.queue_buckets(queue))]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for bid in bucket_ids:
+                pipe.hget(k.bucket_meta(bid), "priority")
+            metas = await pipe.execute()
+        mine = int(prio or 0)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for bid, p in zip(bucket_ids, metas, strict=True):
+                if int(p or 0) > mine:
+                    pipe.zcard(k.bucket(bid))
+                elif int(p or 0) == mine:
+                    pipe.zcount(k.bucket(bid), "-inf", f"({enq}")
+                    # same millisecond: Redis orders ties by member, so do we
+                    pipe.zrangebyscore(k.bucket(bid), enq, enq)
+            replies = await pipe.execute()
+        ahead = sum(
+            sum(1 for m in r if _s(m) < ix_id) if isinstance(r, list) else int(r) for r in replies
+        )
+        return ahead + 1
+
+    async def announce(self, ix_id: str, position: int, wait_ms: int) -> bool:
+        res = await self._call("announce", [self.keys.ix(ix_id)], [position, wait_ms])
+        return bool(int(res))
+
     async def dispatch_lease(self, name: str, ttl_ms: int) -> bool:
         """Take or renew the planning lease; True while `name` holds it."""
         res = await self._call("dispatch_lease", [self.keys.dispatch_lease], [name, ttl_ms])
