@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print every problem as FILE:LINE: field: message; exit 1 if there is any.",
     )
     check.add_argument("file", metavar="FILE")
+    check.add_argument(
+        "--flows",
+        metavar="DIR",
+        help="IVR flows to check against the configuration (default: the packaged ivr_flows/)",
+    )
     check.set_defaults(func=cmd_check_config)
 
     dispatch = commands.add_parser(
@@ -268,7 +273,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print(format_issue(path, issue))
         return 1
     print(f"OK {path}: {summarize(config)}")
-    return 0
+    return _check_ivr_flows(config, args)
+
+
+def _check_ivr_flows(config: CitylineConfig, args: argparse.Namespace) -> int:
+    """The IVR flows, after the configuration they refer to (written in router/ivr_check.py)."""
+    from router.ivr_check import check_flows
+
+    return check_flows(config, getattr(args, "flows", None))
 
 
 # --- stats / export: written in router/stats_cli.py ---------------------------------------------
