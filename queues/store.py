@@ -476,6 +476,35 @@ class RoutingStore:
         )
         return ahead + 1
 
+    async def by_external(self, external_key: str) -> str | None:
+        """The interaction an external id (e.g. ``voice:<Asterisk uniqueid>``) created."""
+        ix_id = await self.redis.hget(self.keys.external_ids, external_key)
+        return _s(ix_id) if ix_id is not None else None
+
+    async def active_for_channel(self, channel: str) -> list[dict[str, str]]:
+        """Every interaction of `channel` still waiting or with an agent (queued, offered,
+        connected). Reads all waiting ones: meant for a channel's recovery after an outage,
+        not for a hot path."""
+        k = self.keys
+        ids: set[str] = set()
+        for bid in await self.redis.smembers(k.active_buckets):
+            if await self.redis.hget(k.bucket_meta(bid), "channel") == channel:
+                ids.update(_s(m) for m in await self.redis.zrange(k.bucket(_s(bid)), 0, -1))
+        for agent in await self.redis.smembers(k.agents):
+            ids.update(_s(m) for m in await self.redis.smembers(k.agent_work(_s(agent))))
+        out = []
+        for ix_id in sorted(ids):
+            ix = {_s(a): _s(b) for a, b in (await self.redis.hgetall(k.ix(ix_id))).items()}
+            if ix.get("channel") == channel and ix.get("state") in (
+                "queued", "offered", "connected"
+            ):
+                out.append(ix)
+        return out
+
+    async def request_callback(self, ix_id: str, number: str) -> bool:
+        res = await self._call("callback", [self.keys.ix(ix_id)], [number])
+        return bool(int(res))
+
     async def announce(self, ix_id: str, position: int, wait_ms: int) -> bool:
         res = await self._call("announce", [self.keys.ix(ix_id)], [position, wait_ms])
         return bool(int(res))

@@ -34,6 +34,7 @@ from queues.keys import Keys
 from queues.store import RoutingStore
 from router.auth import Auth
 from router.dispatcher import Dispatcher
+from router.event_feed import EventFeed
 from router.http.api import setup_api
 from router.http.app import AppContext, create_app
 from router.metrics import setup_metrics
@@ -183,6 +184,7 @@ class Cityline:
         http: bool = True,
         embedded_redis: bool = True,
         stats: bool = True,
+        channels: bool = True,
         name: str | None = None,
     ) -> None:
         self.config = config
@@ -200,6 +202,7 @@ class Cityline:
         self.http_url: str | None = None
         self._with_http = http
         self._with_stats = stats
+        self._with_channels = channels
         self._allow_embedded = embedded_redis
         self._runner: web.AppRunner | None = None
         self._extra: list[tuple[str, ComponentRun]] = []
@@ -361,12 +364,35 @@ class Cityline:
             self.supervisor.start("stats", aggregator.run)
         if self.embedded is not None:
             self.supervisor.start("redis-watch", self._watch_embedded)
+        for name, run in self._channel_components():
+            self.supervisor.start(name, run)
         for name, run in self._extra:
             self.supervisor.start(name, run)
         if self.supervisor.names:
             logger.info(
                 "supervisor: running %s (name=%s)", ", ".join(self.supervisor.names), self.name
             )
+
+    def _channel_components(self) -> list[tuple[str, ComponentRun]]:
+        """Each enabled channel adapter, and the feed of router events it must act on."""
+        if self.service is None or self.redis is None or not self._with_channels:
+            return []
+        adapters: list[Any] = []
+        if self.config.channels.voice.enabled:
+            from channels.voice.factory import VoiceConfigError, build_voice_adapter
+
+            try:
+                adapters.append(
+                    build_voice_adapter(self.service, self.config, self.redis, self.keys)
+                )
+            except VoiceConfigError as exc:
+                raise StartupError(str(exc)) from exc
+        components: list[tuple[str, ComponentRun]] = []
+        for adapter in adapters:
+            components.append((adapter.name, _adapter_lifecycle(adapter)))
+            feed = EventFeed(self.redis, self.keys, adapter, consumer=self.name)
+            components.append((f"{adapter.name}-events", feed.run))
+        return components
 
     def _make_dispatcher(self) -> Any:
         if self.store is None:
@@ -461,6 +487,19 @@ class Cityline:
             logger.info("redis: embedded redis-server stopped (data %s)", embedded.data_dir)
 
 
+def _adapter_lifecycle(adapter: Any) -> ComponentRun:
+    """A channel adapter as a supervised component: started, held until stop, stopped."""
+
+    async def run(stop: asyncio.Event) -> None:
+        await adapter.start()
+        try:
+            await stop.wait()
+        finally:
+            await adapter.stop()
+
+    return run
+
+
 async def run_dispatcher_only(
     config: CitylineConfig,
     stop: asyncio.Event | None = None,
@@ -480,7 +519,8 @@ async def run_dispatcher_only(
             "redis.url in the config, or --redis-url (an embedded server is private to its serve)"
         )
     stop = stop if stop is not None else asyncio.Event()
-    city = Cityline(config, redis_url=url, http=False, embedded_redis=False, stats=False)
+    city = Cityline(config, redis_url=url, http=False, embedded_redis=False, stats=False,
+                    channels=False)
     async with city:
         if "dispatcher" not in city.supervisor.names:
             raise StartupError(

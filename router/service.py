@@ -90,6 +90,25 @@ class RoutingService:
             )
         )
 
+    async def deflect(self, channel: Channel, *, topic: str, language: str, resident: str,
+                      reason: str, meta: dict[str, Any] | None = None) -> Enqueued:
+        """A contact that self-service answered alone (an IVR information leaf): it gets a
+        reference number and a DEFLECTED event, never a queue."""
+        fields = {"channel": str(channel), "queue": "", "topic": topic, "language": language,
+                  "resident": resident, "meta": json.dumps(meta or {})}
+        return await self._do(self.store.deflect(fields, reason))
+
+    async def find_external(self, channel: Channel, external_id: str) -> str | None:
+        """The interaction a channel's own id created (see IntakeRequest.external_id)."""
+        return await self.store.by_external(f"{channel}:{external_id}")
+
+    async def active_interactions(self, channel: Channel) -> list[dict[str, str]]:
+        return await self.store.active_for_channel(str(channel))
+
+    async def request_callback(self, ix_id: str, number: str) -> bool:
+        """The waiting resident will be called back at `number`, keeping their place."""
+        return await self._do(self.store.request_callback(ix_id, number))
+
     async def resident_left(self, ix_id: str, at_ms: int | None = None) -> Abandoned:
         short_ms = int(self.cfg.routing.short_abandon_s * 1000)
         return await self._do(self.store.abandon(ix_id, short_abandon_ms=short_ms, at_ms=at_ms))

@@ -1,0 +1,53 @@
+"""Build the voice adapter from the configuration: what the composition root calls."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import redis.asyncio as aioredis
+from pydantic import SecretStr
+
+from channels.voice.adapter import VoiceAdapter
+from channels.voice.ami import AmiConnection, AmiSettings
+from channels.voice.holding import Holding
+from queues.keys import Keys
+from router.config import CitylineConfig
+from router.ivr_load import default_flows_dir, load_flows
+from router.metrics import LiveSnapshotCache
+from router.service import RoutingService
+from router.stats import StatsAggregator
+from router.waiting import WaitEstimator
+
+
+class VoiceConfigError(RuntimeError):
+    """The voice channel is enabled but cannot be set up (no AMI secret, bad flows)."""
+
+
+def build_voice_adapter(
+    service: RoutingService,
+    cfg: CitylineConfig,
+    redis: aioredis.Redis,
+    keys: Keys,
+    env: Mapping[str, str] | None = None,
+) -> VoiceAdapter:
+    voice = cfg.channels.voice
+    env = os.environ if env is None else env
+    secret = env.get(voice.ami_secret_env, "")
+    if not secret:
+        raise VoiceConfigError(
+            f"channels.voice is enabled but the AMI secret is not set: put it in the "
+            f"environment variable {voice.ami_secret_env}"
+        )
+    ami = AmiConnection(AmiSettings(
+        host=voice.ami_host, port=voice.ami_port, username=voice.ami_username,
+        secret=SecretStr(secret), action_timeout_s=voice.ami_action_timeout_s,
+        ping_interval_s=voice.ami_ping_interval_s, ping_timeout_s=voice.ami_ping_timeout_s,
+        reconnect_max_s=voice.ami_reconnect_max_s,
+    ))
+    flows = load_flows(voice.flows_dir or default_flows_dir(), cfg)
+    if voice.flow not in flows:
+        raise VoiceConfigError(f"channels.voice.flow {voice.flow!r} is not among {sorted(flows)}")
+    live = LiveSnapshotCache(StatsAggregator(redis, keys, cfg))
+    holding = Holding(service, WaitEstimator(service.store, live), voice.announce_every_s)
+    return VoiceAdapter(service, cfg, ami, flows, holding)
