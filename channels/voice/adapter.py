@@ -6,8 +6,8 @@ call control.
     dispatcher OFFER -> Setvar ROUTE_ENDPOINT/ROUTE_RINGTIME + Redirect to cityline-connect
         DialEnd ANSWER -> CONNECT at Asterisk's time;  NOANSWER/BUSY/... -> RINGNOANSWER
         (the dialplan puts the caller back into the hold loop, at its place)
-    Hangup of the caller  -> ABANDON (waiting, ringing) or COMPLETECALLER (talking)
-    Hangup of the agent   -> COMPLETEAGENT
+    Hangup of the caller  -> ABANDON (waiting, ringing)
+    first to leave the bridge -> COMPLETECALLER or COMPLETEAGENT (talk time to that moment)
     callback offered      -> Originate the agent's phone into cityline-callback (then the
                              resident is dialled); OriginateResponse Success -> CONNECT
     after every (re)connection to AMI: reconcile with CoreShowChannels
@@ -25,6 +25,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from channels.voice.agi_env import AgiEnv
@@ -69,6 +70,7 @@ class VoiceAdapter:
         *,
         fastagi_port: int | None = None,
         wall_clock: Callable[[], float] = time.time,
+        ivr_clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.service = service
         self.cfg = cfg
@@ -86,6 +88,7 @@ class VoiceAdapter:
             default_flow=self.voice.flow,
             handlers={"hold": self.holding.resume},
             max_sessions=self.voice.fastagi_max_sessions,
+            **({"clock": ivr_clock} if ivr_clock else {}),  # business hours in tests
         )
         self._ring_reported: set[str] = set()  # RINGNOANSWERs we caused: no redirect needed
         self._last_event_ms = 0  # Asterisk's time of the latest event: "last seen alive"
@@ -155,6 +158,8 @@ class VoiceAdapter:
         try:
             if name == "Hangup":
                 await self._hangup(fields, at)
+            elif name == "BridgeLeave":
+                await self._bridge_leave(fields, at)
             elif name == "DialBegin":
                 call = self.calls.caller(fields.get("Uniqueid", ""))
                 if call is not None and fields.get("DestChannel"):
@@ -193,6 +198,24 @@ class VoiceAdapter:
             ix = await self.service.store.interaction(call.ix_id)
             if ix.get("state") == "connected":
                 await self.service.complete(ix["agent"], call.ix_id, side="agent", at_ms=at)
+
+    async def _bridge_leave(self, f: Mapping[str, str], at: int) -> None:
+        """The end of the conversation, and who ended it: the first party to leave the bridge
+        is the one who hung up (the other is put out after it; their Hangup events can come in
+        either order, so they cannot tell)."""
+        call = self.calls.caller(f.get("Uniqueid", ""))
+        side = "caller"
+        if call is None:
+            call, side = self.calls.for_agent_channel(f.get("Channel", "")), "agent"
+        if call is None:
+            return
+        ix = await self.service.store.interaction(call.ix_id)
+        if ix.get("state") != "connected":
+            return  # already ended, or moved on (a transfer took the caller out)
+        if side == "caller":
+            await self.service.resident_ended(call.ix_id, at_ms=at)
+        else:
+            await self.service.complete(ix["agent"], call.ix_id, side="agent", at_ms=at)
 
     async def _dial_end(self, f: Mapping[str, str], at: int) -> None:
         ix_id = await self._ix_of_caller(f.get("Uniqueid", ""))

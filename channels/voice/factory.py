@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import SecretStr
@@ -30,7 +31,9 @@ def build_voice_adapter(
     redis: aioredis.Redis,
     keys: Keys,
     env: Mapping[str, str] | None = None,
+    **adapter_options: Any,
 ) -> VoiceAdapter:
+    """`adapter_options` go to VoiceAdapter (tests: `ivr_clock`, `fastagi_port`)."""
     voice = cfg.channels.voice
     env = os.environ if env is None else env
     secret = env.get(voice.ami_secret_env, "")
@@ -50,4 +53,4 @@ def build_voice_adapter(
         raise VoiceConfigError(f"channels.voice.flow {voice.flow!r} is not among {sorted(flows)}")
     live = LiveSnapshotCache(StatsAggregator(redis, keys, cfg))
     holding = Holding(service, WaitEstimator(service.store, live), voice.announce_every_s)
-    return VoiceAdapter(service, cfg, ami, flows, holding)
+    return VoiceAdapter(service, cfg, ami, flows, holding, **adapter_options)

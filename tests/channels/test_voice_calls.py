@@ -1,0 +1,86 @@
+"""Calls end to end: FakeAsterisk (speaking like the captured Asterisk 22) runs the shipped
+dialplan; the production voice adapter, IVR, dispatcher and event feed do the rest. Waits and
+talk times are checked against the fake's own event Timestamps, to the millisecond."""
+
+from __future__ import annotations
+
+from tests.channels.voice_city import LOCAL_TAXES, VoiceCity, asterisk_ms, city
+
+__all__ = ["city"]
+
+AGENT = "katarzyna.wisniewska"  # the voice agent for local taxes, on PJSIP/1004
+PHONE = "1004"
+
+
+async def test_answered_call_waits_and_talks_by_asterisk_time(city: VoiceCity) -> None:
+    city.fake.set_agent_behaviour(PHONE, "answer")
+    await city.service.agent_login(AGENT, ready=True)
+    caller = city.fake.add_caller(kind="pjsip", callerid_num="601234567")
+    caller.answer_prompts(*LOCAL_TAXES)
+    await caller.wait_state("talking", within_s=10)
+    (conn,) = await city.wait_event("CONNECT")
+    ix = await city.ix_of(caller.uniqueid)
+    assert (ix["queue"], ix["topic"], ix["resident"]) == ("voice-info", "local_taxes",
+                                                         "+48601234567")
+    (answered, _), *_ = city.fake.find_events("DialEnd", DialStatus="ANSWER")
+    assert conn.agent == AGENT and conn.time_ms == asterisk_ms(answered)
+    assert conn.wait_ms == asterisk_ms(answered) - int(ix["entered_ms"])
+    caller.hangup()
+    (done,) = await city.wait_event("COMPLETECALLER")
+    # the conversation ends when the resident leaves the bridge (before any Hangup event)
+    (left, _), *_ = city.fake.find_events("BridgeLeave", Uniqueid=caller.uniqueid)
+    assert done.time_ms == asterisk_ms(left)
+    assert done.talk_ms == asterisk_ms(left) - asterisk_ms(answered)
+
+
+async def test_agent_hangs_up_first(city: VoiceCity) -> None:
+    city.fake.set_agent_behaviour(PHONE, "answer")
+    await city.service.agent_login(AGENT, ready=True)
+    caller = city.fake.add_caller(kind="pjsip", callerid_num="601234571")
+    caller.answer_prompts(*LOCAL_TAXES)
+    await caller.wait_state("talking", within_s=10)
+    await city.wait_event("CONNECT")
+    assert city.fake.hangup_agent(PHONE)
+    (done,) = await city.wait_event("COMPLETEAGENT")
+    assert done.agent == AGENT and not await city.events("COMPLETECALLER")
+    await caller.wait_state("gone", within_s=5)  # Dial without "g": the caller goes too
+    wrap = await city.service.store.interaction(done.ix)
+    assert wrap["state"] == "wrapup"  # voice-info has 10 s of wrap-up
+
+
+async def test_caller_hangs_up_while_waiting_is_an_exact_abandon(city: VoiceCity) -> None:
+    caller = city.fake.add_caller(kind="pjsip", callerid_num="601234568")
+    caller.answer_prompts(*LOCAL_TAXES)
+    await city.wait_event("ENTERQUEUE")
+    await caller.wait_state("ivr", "moh", within_s=5)
+    caller.hangup()
+    (ab,) = await city.wait_event("ABANDON")
+    (hung, _), *_ = city.fake.find_events("Hangup", Uniqueid=caller.uniqueid)
+    ix = await city.ix_of(caller.uniqueid)
+    assert (ab.time_ms, ab.wait_ms) == (asterisk_ms(hung),
+                                        asterisk_ms(hung) - int(ix["entered_ms"]))
+    assert ix["state"] == "abandoned"
+
+
+async def test_agent_who_does_not_answer_is_ring_no_answer_and_caller_keeps_place(
+    city: VoiceCity,
+) -> None:
+    city.fake.set_agent_behaviour(PHONE, "noanswer")
+    await city.service.agent_login(AGENT, ready=True)
+    caller = city.fake.add_caller(kind="pjsip", callerid_num="601234569")
+    caller.answer_prompts(*LOCAL_TAXES)
+    (rona,) = await city.wait_event("RINGNOANSWER", within_s=10)
+    assert rona.agent == AGENT
+    ix = await city.ix_of(caller.uniqueid)
+    assert ix["state"] in ("queued", "offered")  # back at its place (maybe offered again)
+    await caller.wait_state("ivr", "moh", "ringing", within_s=5)  # still on the line
+    caller.hangup()
+    await city.wait_event("ABANDON")
+
+
+async def test_information_leaf_deflects(city: VoiceCity) -> None:
+    caller = city.fake.add_caller(kind="pjsip", callerid_num="601234570")
+    caller.answer_prompts("1", "1", "1")  # Polish, information, office hours
+    (defl,) = await city.wait_event("DEFLECTED", within_s=10)
+    assert defl.channel == "voice" and not await city.events("ENTERQUEUE")
+    await caller.wait_state("gone", within_s=5)
