@@ -161,9 +161,7 @@ class VoiceAdapter:
             elif name == "BridgeLeave":
                 await self._bridge_leave(fields, at)
             elif name == "DialBegin":
-                call = self.calls.caller(fields.get("Uniqueid", ""))
-                if call is not None and fields.get("DestChannel"):
-                    self.calls.agent_leg(call.ix_id, fields["DestChannel"])
+                self._dial_begin(fields)
             elif name == "DialEnd":
                 await self._dial_end(fields, at)
             elif name == "OriginateResponse":
@@ -171,6 +169,16 @@ class VoiceAdapter:
         except CitylineError as exc:
             # a transition that already happened (a late or repeated event): expected
             logger.debug("voice: %s ignored: %s", name, exc.message)
+
+    def _dial_begin(self, f: Mapping[str, str]) -> None:
+        dest = f.get("DestChannel", "")
+        call = self.calls.caller(f.get("Uniqueid", ""))
+        if call is not None and dest:  # a waiting caller's Dial rings the agent
+            self.calls.agent_leg(call.ix_id, dest)
+            return
+        callback = self.calls.for_agent_channel(f.get("Channel", ""))
+        if callback is not None and dest:  # the agent's phone (a callback) dials the resident
+            self.calls.set_caller(callback.ix_id, dest, f.get("DestUniqueid", ""))
 
     async def _ix_of_caller(self, uniqueid: str) -> str | None:
         call = self.calls.caller(uniqueid)
@@ -183,8 +191,8 @@ class VoiceAdapter:
         if ix_id is not None:
             ix = await self.service.store.interaction(ix_id)
             state = ix.get("state")
-            if ix.get("callback") == "1" and state == "queued":
-                return  # the resident asked to be called back: hanging up is expected
+            if ix.get("callback") == "1" and f.get("Uniqueid") == _meta(ix).get("uniqueid"):
+                return  # the original call of a callback request: hanging up was expected
             if state in ("queued", "offered"):
                 left = await self.service.resident_left(ix_id, at_ms=at)
                 logger.info("voice: caller of %s hung up after %d ms (%s)", ix.get("ref"),
@@ -239,7 +247,8 @@ class VoiceAdapter:
         if ix.get("state") != "offered":
             return
         if f.get("Response") == "Success":
-            self.calls.track(ix_id, f.get("Channel", ""), f.get("Uniqueid", ""))
+            # the agent answered; the resident's channel is learnt when the agent's phone dials
+            self.calls.track(ix_id, "", f"callback:{ix_id}")
             self.calls.agent_leg(ix_id, f.get("Channel", ""))
             await self.service.accept(ix["agent"], ix_id, at_ms=at)
         else:

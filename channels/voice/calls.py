@@ -41,6 +41,16 @@ class CallRegistry:
             self.by_uniqueid[uniqueid] = call
         return call
 
+    def set_caller(self, ix_id: str, channel: str, uniqueid: str) -> None:
+        """The resident's channel became known later (a callback dials the resident from the
+        agent's phone)."""
+        call = self.by_ix.get(ix_id)
+        if call is None:
+            return
+        self.by_uniqueid.pop(call.uniqueid, None)
+        call.channel, call.uniqueid = channel, uniqueid
+        self.by_uniqueid[uniqueid] = call
+
     def agent_leg(self, ix_id: str, channel: str) -> None:
         call = self.by_ix.get(ix_id)
         if call is not None:
