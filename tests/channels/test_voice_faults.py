@@ -50,7 +50,7 @@ async def test_callback_keeps_its_place_and_calls_the_agent_first(city: VoiceCit
     await city.service.agent_login(AGENT, ready=True)
     (conn,) = await city.wait_event("CONNECT", within_s=10)
     assert conn.ix == ix["id"]  # the callback before the caller who came later
-    (orig, fields), *_ = city.fake.find_events("OriginateResponse", Response="Success")
+    (orig, _), *_ = city.fake.find_events("OriginateResponse", Response="Success")
     assert conn.time_ms == asterisk_ms(orig)
     later.hangup()
 
