@@ -46,7 +46,8 @@ f.enqueued_ms = score
 f.esc_step = 0
 f.transfers = num(ix.transfers) + 1
 f.transfer_note = ARGV[9]
-f.declined = ''
+-- the agent who handed it over is not offered it straight back
+f.declined = holder
 local pos = enter_bucket(KEYS[1], ix_id, KEYS[4], KEYS[5], ARGV[5], KEYS[6], KEYS[3], KEYS[7],
   new_bucket, f, score, esc_at, max_at)
 emit(KEYS[10], ARGV[10], {'ev', 'ENTERQUEUE', 't', now, 'queue', f.queue, 'ix', ix_id,

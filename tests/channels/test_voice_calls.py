@@ -4,6 +4,7 @@ talk times are checked against the fake's own event Timestamps, to the milliseco
 
 from __future__ import annotations
 
+from router.models import TransferRequest
 from tests.channels.voice_city import LOCAL_TAXES, VoiceCity, asterisk_ms, city
 
 __all__ = ["city"]
@@ -84,3 +85,41 @@ async def test_information_leaf_deflects(city: VoiceCity) -> None:
     (defl,) = await city.wait_event("DEFLECTED", within_s=10)
     assert defl.channel == "voice" and not await city.events("ENTERQUEUE")
     await caller.wait_state("gone", within_s=5)
+
+
+async def test_waiting_caller_hears_place_and_wait_and_the_promise_is_kept(
+    city: VoiceCity,
+) -> None:
+    caller = city.fake.add_caller(kind="pjsip", callerid_num="601234572")
+    caller.answer_prompts(*LOCAL_TAXES)
+    await city.wait_event("ENTERQUEUE")
+
+    async def announced() -> bool:
+        return int((await city.ix_of(caller.uniqueid)).get("announcements") or 0) >= 2
+
+    await city.wait_for(announced, within_s=10)
+    ix = await city.ix_of(caller.uniqueid)
+    assert (ix["promised_pos"], ix["announced_pos"]) == ("1", "1")
+    assert int(ix["promised_at_ms"]) <= int(ix["announced_at_ms"])
+    caller.hangup()
+    await city.wait_event("ABANDON")
+
+
+async def test_blind_transfer_puts_the_caller_back_on_hold_in_the_new_queue(
+    city: VoiceCity,
+) -> None:
+    city.fake.set_agent_behaviour(PHONE, "answer")
+    await city.service.agent_login(AGENT, ready=True)
+    caller = city.fake.add_caller(kind="pjsip", callerid_num="601234573")
+    caller.answer_prompts(*LOCAL_TAXES)
+    await caller.wait_state("talking", within_s=10)
+    (conn,) = await city.wait_event("CONNECT")
+    await city.service.transfer(conn.ix, TransferRequest(queue="voice-general"), by_agent=AGENT)
+    await caller.wait_state("ivr", "moh", within_s=5)  # back in cityline's hold loop
+    ix = await city.service.store.interaction(conn.ix)
+    assert (ix["state"], ix["queue"]) == ("queued", "voice-general")
+    await city.wait_for(lambda: not city.fake.agent(PHONE).channel, within_s=5)  # hung up
+    assert not await city.events("COMPLETECALLER", "COMPLETEAGENT", "ABANDON")
+    caller.hangup()
+    (ab,) = await city.wait_event("ABANDON")
+    assert ab.queue == "voice-general"
