@@ -5,21 +5,15 @@ talk times are checked against the fake's own event Timestamps, to the milliseco
 from __future__ import annotations
 
 from router.models import TransferRequest
-from tests.channels.voice_city import LOCAL_TAXES, VoiceCity, asterisk_ms, city
+from tests.channels.voice_city import AGENT, PHONE, VoiceCity, asterisk_ms, city
 
 __all__ = ["city"]
 
-AGENT = "katarzyna.wisniewska"  # the voice agent for local taxes, on PJSIP/1004
-PHONE = "1004"
 
 
 async def test_answered_call_waits_and_talks_by_asterisk_time(city: VoiceCity) -> None:
-    city.fake.set_agent_behaviour(PHONE, "answer")
-    await city.service.agent_login(AGENT, ready=True)
-    caller = city.fake.add_caller(kind="pjsip", callerid_num="601234567")
-    caller.answer_prompts(*LOCAL_TAXES)
-    await caller.wait_state("talking", within_s=10)
-    (conn,) = await city.wait_event("CONNECT")
+    caller = await city.talking_call("601234567")
+    (conn,) = await city.events("CONNECT")
     ix = await city.ix_of(caller.uniqueid)
     assert (ix["queue"], ix["topic"], ix["resident"]) == ("voice-info", "local_taxes",
                                                          "+48601234567")
@@ -35,12 +29,7 @@ async def test_answered_call_waits_and_talks_by_asterisk_time(city: VoiceCity) -
 
 
 async def test_agent_hangs_up_first(city: VoiceCity) -> None:
-    city.fake.set_agent_behaviour(PHONE, "answer")
-    await city.service.agent_login(AGENT, ready=True)
-    caller = city.fake.add_caller(kind="pjsip", callerid_num="601234571")
-    caller.answer_prompts(*LOCAL_TAXES)
-    await caller.wait_state("talking", within_s=10)
-    await city.wait_event("CONNECT")
+    caller = await city.talking_call("601234571")
     assert city.fake.hangup_agent(PHONE)
     (done,) = await city.wait_event("COMPLETEAGENT")
     assert done.agent == AGENT and not await city.events("COMPLETECALLER")
@@ -50,8 +39,7 @@ async def test_agent_hangs_up_first(city: VoiceCity) -> None:
 
 
 async def test_caller_hangs_up_while_waiting_is_an_exact_abandon(city: VoiceCity) -> None:
-    caller = city.fake.add_caller(kind="pjsip", callerid_num="601234568")
-    caller.answer_prompts(*LOCAL_TAXES)
+    caller = city.local_taxes_call("601234568")
     await city.wait_event("ENTERQUEUE")
     await caller.wait_state("ivr", "moh", within_s=5)
     caller.hangup()
@@ -68,8 +56,7 @@ async def test_agent_who_does_not_answer_is_ring_no_answer_and_caller_keeps_plac
 ) -> None:
     city.fake.set_agent_behaviour(PHONE, "noanswer")
     await city.service.agent_login(AGENT, ready=True)
-    caller = city.fake.add_caller(kind="pjsip", callerid_num="601234569")
-    caller.answer_prompts(*LOCAL_TAXES)
+    caller = city.local_taxes_call("601234569")
     (rona,) = await city.wait_event("RINGNOANSWER", within_s=10)
     assert rona.agent == AGENT
     ix = await city.ix_of(caller.uniqueid)
@@ -90,8 +77,7 @@ async def test_information_leaf_deflects(city: VoiceCity) -> None:
 async def test_waiting_caller_hears_place_and_wait_and_the_promise_is_kept(
     city: VoiceCity,
 ) -> None:
-    caller = city.fake.add_caller(kind="pjsip", callerid_num="601234572")
-    caller.answer_prompts(*LOCAL_TAXES)
+    caller = city.local_taxes_call("601234572")
     await city.wait_event("ENTERQUEUE")
 
     async def announced() -> bool:
@@ -108,12 +94,8 @@ async def test_waiting_caller_hears_place_and_wait_and_the_promise_is_kept(
 async def test_blind_transfer_puts_the_caller_back_on_hold_in_the_new_queue(
     city: VoiceCity,
 ) -> None:
-    city.fake.set_agent_behaviour(PHONE, "answer")
-    await city.service.agent_login(AGENT, ready=True)
-    caller = city.fake.add_caller(kind="pjsip", callerid_num="601234573")
-    caller.answer_prompts(*LOCAL_TAXES)
-    await caller.wait_state("talking", within_s=10)
-    (conn,) = await city.wait_event("CONNECT")
+    caller = await city.talking_call("601234573")
+    (conn,) = await city.events("CONNECT")
     await city.service.transfer(conn.ix, TransferRequest(queue="voice-general"), by_agent=AGENT)
     await caller.wait_state("ivr", "moh", within_s=5)  # back in cityline's hold loop
     ix = await city.service.store.interaction(conn.ix)

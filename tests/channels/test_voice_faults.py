@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.channels.voice_city import LOCAL_TAXES, VoiceCity, asterisk_ms, city
+from tests.channels.voice_city import AGENT, PHONE, VoiceCity, asterisk_ms, city
 
 __all__ = ["city"]
 
-AGENT, PHONE = "katarzyna.wisniewska", "1004"
 
 
 async def test_caller_hangs_up_while_the_agent_phone_rings(city: VoiceCity) -> None:
     city.fake.set_agent_behaviour(PHONE, "noanswer")
     await city.service.agent_login(AGENT, ready=True)
-    caller = city.fake.add_caller(kind="pjsip", callerid_num="601000001")
-    caller.answer_prompts(*LOCAL_TAXES)
+    caller = city.local_taxes_call("601000001")
     await caller.wait_state("ringing", within_s=10)
     caller.hangup()
     (ab,) = await city.wait_event("ABANDON")
@@ -27,12 +25,10 @@ async def test_caller_hangs_up_while_the_agent_phone_rings(city: VoiceCity) -> N
 
 
 async def test_callback_keeps_its_place_and_calls_the_agent_first(city: VoiceCity) -> None:
-    first = city.fake.add_caller(kind="pjsip", callerid_num="601000002")
-    first.answer_prompts(*LOCAL_TAXES)
+    first = city.local_taxes_call("601000002")
     await city.wait_event("ENTERQUEUE")
     await asyncio.sleep(0.05)
-    later = city.fake.add_caller(kind="pjsip", callerid_num="601000003")
-    later.answer_prompts(*LOCAL_TAXES)
+    later = city.local_taxes_call("601000003")
     await city.wait_event("ENTERQUEUE", 2)
     ix = await city.ix_of(first.uniqueid)
     first.press("1", delay_s=0.0)  # "press 1 to be called back; you keep your place"
@@ -57,15 +53,12 @@ async def test_callback_keeps_its_place_and_calls_the_agent_first(city: VoiceCit
 
 async def test_ami_link_dropped_mid_call_loses_nothing_and_counts_once(city: VoiceCity) -> None:
     city.fake.set_agent_behaviour(PHONE, "answer")
-    talking = city.fake.add_caller(kind="pjsip", callerid_num="601000004")
-    talking.answer_prompts(*LOCAL_TAXES)
+    talking = city.local_taxes_call("601000004")
     await city.service.agent_login(AGENT, ready=True)
     await talking.wait_state("talking", within_s=10)
     await city.wait_event("CONNECT")
-    leaving = city.fake.add_caller(kind="pjsip", callerid_num="601000005")
-    staying = city.fake.add_caller(kind="pjsip", callerid_num="601000006")
-    leaving.answer_prompts(*LOCAL_TAXES)
-    staying.answer_prompts(*LOCAL_TAXES)
+    leaving = city.local_taxes_call("601000005")
+    staying = city.local_taxes_call("601000006")
     await city.wait_event("ENTERQUEUE", 3)
     accepted = city.fake.connections_accepted
     await city.fake.drop_connections()
@@ -96,8 +89,7 @@ async def test_half_open_link_is_noticed_and_replaced(city: VoiceCity) -> None:
         return city.fake.connections_accepted > accepted and city.adapter.ami.connected
 
     await city.wait_for(replaced, within_s=5)
-    caller = city.fake.add_caller(kind="pjsip", callerid_num="601000007")
-    caller.answer_prompts(*LOCAL_TAXES)
+    caller = city.local_taxes_call("601000007")
     await city.wait_event("ENTERQUEUE")
     caller.hangup()
     await city.wait_event("ABANDON")  # the new link hears the hang-up
@@ -110,8 +102,7 @@ async def test_garbage_truncated_and_oversized_frames_do_not_stop_the_adapter(
     city.fake.send_truncated()
     city.fake.send_oversized()
     await asyncio.sleep(0.5)
-    caller = city.fake.add_caller(kind="pjsip", callerid_num="601000008")
-    caller.answer_prompts(*LOCAL_TAXES)
+    caller = city.local_taxes_call("601000008")
     await city.wait_event("ENTERQUEUE", within_s=10)
     caller.hangup()
     (ab,) = await city.wait_event("ABANDON", within_s=10)

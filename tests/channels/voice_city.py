@@ -24,12 +24,14 @@ from router.event_feed import EventFeed
 from router.models import Event
 from router.service import RoutingService
 from tests.fakes.ami_server import FakeAsterisk
+from tests.fakes.calls import CallerHandle
 
 DIALPLAN = Path(__file__).resolve().parents[2] / "asterisk_conf" / "extensions.conf"
 SECRET = "s3cret-for-tests"
 # a Monday 10:00 in Warsaw: the city's offices are open
 OFFICE_HOURS = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 LOCAL_TAXES = ("1", "2", "2")  # Polish, matters, local taxes -> voice-info (callback offered)
+AGENT, PHONE = "katarzyna.wisniewska", "1004"  # the voice agent for local taxes, PJSIP/1004
 
 
 @dataclass
@@ -63,6 +65,21 @@ class VoiceCity:
 
         await self.wait_for(enough, within_s)
         return await self.events(kind)
+
+    def local_taxes_call(self, number: str) -> CallerHandle:
+        """A resident on a SIP line who chooses local taxes in the IVR."""
+        caller = self.fake.add_caller(kind="pjsip", callerid_num=number)
+        caller.answer_prompts(*LOCAL_TAXES)
+        return caller
+
+    async def talking_call(self, number: str) -> CallerHandle:
+        """A local-taxes call answered by the agent: returns once they talk."""
+        self.fake.set_agent_behaviour(PHONE, "answer")
+        await self.service.agent_login(AGENT, ready=True)
+        caller = self.local_taxes_call(number)
+        await caller.wait_state("talking", within_s=10)
+        await self.wait_event("CONNECT")
+        return caller
 
     async def ix_of(self, uniqueid: str) -> dict[str, str]:
         ix_id = await self.service.find_external("voice", uniqueid)  # type: ignore[arg-type]
