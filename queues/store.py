@@ -122,13 +122,17 @@ class RoutingStore:
             return Enqueued(got_id, _s(ref or ""), int(enq_s or 0), False)
         return Enqueued(got_id, ref, enq, True)
 
-    async def deflect(self, fields: dict[str, Any], reason: str) -> Enqueued:
+    async def deflect(
+        self, fields: dict[str, Any], reason: str, *, abandoned: bool = False
+    ) -> Enqueued:
+        """A contact that ended in self-service: served (DEFLECTED) or left (IVRABANDON)."""
         k = self.keys
         ix_id = new_interaction_id()
         res = await self._call(
             "deflect",
             [k.ix(ix_id), k.events, k.ref_seq, k.ref_index],
-            [ix_id, json.dumps(fields), reason, self.tz_offset_ms(), self.events_maxlen],
+            [ix_id, json.dumps(fields), reason, self.tz_offset_ms(), self.events_maxlen,
+             "abandoned" if abandoned else "deflected"],
         )
         return Enqueued(_s(res[0]), _s(res[1]), 0, True)
 

@@ -91,12 +91,14 @@ class RoutingService:
         )
 
     async def deflect(self, channel: Channel, *, topic: str, language: str, resident: str,
-                      reason: str, meta: dict[str, Any] | None = None) -> Enqueued:
-        """A contact that self-service answered alone (an IVR information leaf): it gets a
-        reference number and a DEFLECTED event, never a queue."""
+                      reason: str, meta: dict[str, Any] | None = None,
+                      abandoned: bool = False) -> Enqueued:
+        """A contact that ended in self-service, never queued: answered by it alone (an IVR
+        information leaf: DEFLECTED), or, with `abandoned`, left there (a caller who hung up
+        in the IVR menus: IVRABANDON, `reason` = where). Either gets a reference number."""
         fields = {"channel": str(channel), "queue": "", "topic": topic, "language": language,
                   "resident": resident, "meta": json.dumps(meta or {})}
-        return await self._do(self.store.deflect(fields, reason))
+        return await self._do(self.store.deflect(fields, reason, abandoned=abandoned))
 
     async def find_external(self, channel: Channel, external_id: str) -> str | None:
         """The interaction a channel's own id created (see IntakeRequest.external_id)."""

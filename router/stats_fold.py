@@ -282,6 +282,10 @@ class Fold:
     def _on_deflected(self, t: int, f: Mapping[str, str], s: _Scopes) -> None:
         self.add(t, [s.q, s.c, ALL], "deflected")
 
+    def _on_ivrabandon(self, t: int, f: Mapping[str, str], s: _Scopes) -> None:
+        # left in the IVR menus: never offered to a queue, so outside the abandonment rate
+        self.add(t, [s.c, ALL], "ivr_abandoned")
+
     def _on_message(self, t: int, f: Mapping[str, str], s: _Scopes) -> None:
         who = "agent" if f.get("from") == "agent" else "resident"
         self.add(t, [s.q, s.c, ALL], f"messages_from_{who}")

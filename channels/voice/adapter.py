@@ -32,7 +32,7 @@ from channels.voice.agi_env import AgiEnv
 from channels.voice.calls import CallRegistry
 from channels.voice.fastagi import Continuation, FastAgiServer
 from channels.voice.holding import Holding
-from channels.voice.ivr import CallbackRequested, Deflected, FlowOutcome, Routed
+from channels.voice.ivr import CallbackRequested, Deflected, FlowOutcome, HungUp, Routed
 from channels.voice.link import AmiLink, event_time_ms
 from router.config import CitylineConfig
 from router.errors import CitylineError
@@ -145,6 +145,13 @@ class VoiceAdapter:
             ))
             await self.service.request_callback(created.id, outcome.number)
             logger.info("voice: callback to %s requested as %s", outcome.number, created.ref)
+            return None
+        if isinstance(outcome, HungUp):
+            left = await self.service.deflect(
+                VOICE, topic="", language=outcome.language, resident=resident,
+                reason=outcome.at_node, meta=meta, abandoned=True)
+            logger.info("voice: caller %s hung up in the IVR at %s (%s)", env.uniqueid,
+                        outcome.at_node, left.ref)
             return None
         logger.info("voice: call %s left the IVR at %s (%s)", env.uniqueid,
                     getattr(outcome, "at_node", "?"), outcome.kind)

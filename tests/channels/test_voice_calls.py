@@ -4,6 +4,8 @@ talk times are checked against the fake's own event Timestamps, to the milliseco
 
 from __future__ import annotations
 
+import asyncio
+
 from router.models import TransferRequest
 from tests.channels.voice_city import AGENT, PHONE, VoiceCity, asterisk_ms, city
 
@@ -105,3 +107,16 @@ async def test_blind_transfer_puts_the_caller_back_on_hold_in_the_new_queue(
     caller.hangup()
     (ab,) = await city.wait_event("ABANDON")
     assert ab.queue == "voice-general"
+
+
+async def test_caller_who_hangs_up_in_the_menus_is_counted_as_an_ivr_abandon(
+    city: VoiceCity,
+) -> None:
+    caller = city.fake.add_caller(kind="pjsip", callerid_num="601234574")
+    caller.answer_prompts("1", "")  # Polish, then silence in the main menu...
+    await city.wait_for(lambda: caller.state == "ivr", within_s=5)
+    await asyncio.sleep(0.3)  # past the language choice (prompts run at 1/50 speed)
+    caller.hangup()  # ... and gone
+    (left,) = await city.wait_event("IVRABANDON", within_s=10)
+    assert left.channel == "voice" and (left.model_extra or {})["reason"] == "main_menu"
+    assert not await city.events("ENTERQUEUE", "ABANDON")
