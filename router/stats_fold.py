@@ -214,6 +214,12 @@ class Fold:
         if state["c"] == 0:
             self._answered(t, [s.c, ALL], int_field(f, "total_wait_ms"), threshold)
         state["c"] += 1
+        if "promised_wait_ms" in f:  # what the resident was told against what happened
+            error = int_field(f, "waited_after_promise_ms") - int_field(f, "promised_wait_ms")
+            self.add(t, [s.q, s.c, ALL], "promises")
+            self.add(t, [s.q, s.c, ALL], "promise_error_abs_ms", abs(error))
+            if error > 0:
+                self.add(t, [s.q, s.c, ALL], "promises_broken")
 
     def _on_completecaller(self, t: int, f: Mapping[str, str], s: _Scopes) -> None:
         scopes = [s.q, s.c, ALL, s.a]

@@ -10,7 +10,7 @@ from router.metrics import LiveSnapshotCache
 from router.service import RoutingService
 from router.stats import StatsAggregator
 from router.waiting import DEFAULT_AHT_S, WaitEstimator
-from tests.routing_fixtures import call, ready
+from tests.routing_fixtures import call, events, ready
 
 
 async def test_position_counts_higher_priority_and_earlier_arrivals_across_buckets(
@@ -42,3 +42,26 @@ async def test_estimate_is_announced_and_the_first_promise_kept(
     assert stored["promised_wait_ms"] == str(int(2 * DEFAULT_AHT_S * 1000))
     await service.resident_left(ixs[4])
     assert await estimator.estimate(ixs[4], "voice") is None  # gone: nothing recorded
+
+
+async def test_the_promise_is_measured_when_the_resident_is_answered(
+    service: RoutingService, redis: aioredis.Redis, cfg: CitylineConfig, dispatcher
+):
+    ix = await call(service)
+    estimator = WaitEstimator(service.store, LiveSnapshotCache(StatsAggregator(redis, Keys(), cfg)))
+    est = await estimator.estimate(ix, "voice")
+    assert est is not None and est.wait_s == 0  # first in line: "you are next"
+    await ready(service, "a1")
+    await dispatcher.match_round()
+    await service.accept("a1", ix)
+    (conn,) = [e for e in await events(redis, "CONNECT")]
+    extra = conn.model_extra or {}
+    promised_at = int((await service.store.interaction(ix))["promised_at_ms"])
+    assert extra["promised_wait_ms"] == "0"
+    assert int(extra["waited_after_promise_ms"]) == conn.time_ms - promised_at
+    agg = StatsAggregator(redis, Keys(), cfg)
+    await agg.fold_once()
+    report = await agg.period_report(conn.time_ms - 1, conn.time_ms + 1)
+    voice = next(q.counters for q in report.queues if q.name == "voice")
+    assert voice["promises"] == 1
+    assert voice.get("promises_broken", 0) == (1 if conn.time_ms > promised_at else 0)

@@ -4,7 +4,7 @@
 -- Returns {connected_ms, wait_ms}.
 local ix_id, agent_id = ARGV[1], ARGV[2]
 local ix = hmget(KEYS[1], {'state', 'agent', 'queue', 'channel', 'entered_ms', 'first_entered_ms',
-  'offered_ms'})
+  'offered_ms', 'promised_at_ms', 'promised_wait_ms'})
 if ix.state ~= 'offered' then return fail('STATE', 'interaction is ' .. tostring(ix.state)) end
 if ix.agent ~= agent_id then return fail('FORBIDDEN', 'offered to another agent') end
 local now = channel_time(ARGV[4], ix.offered_ms, now_ms())
@@ -12,7 +12,15 @@ local wait = now - num(ix.entered_ms)
 redis.call('HSET', KEYS[1], 'state', 'connected', 'connected_ms', now)
 redis.call('ZREM', KEYS[3], ix_id)
 redis.call('HSET', KEYS[2], 'misses', 0)
-emit(KEYS[4], ARGV[3], {'ev', 'CONNECT', 't', now, 'queue', ix.queue, 'ix', ix_id,
+local fields = {'ev', 'CONNECT', 't', now, 'queue', ix.queue, 'ix', ix_id,
   'agent', agent_id, 'channel', ix.channel, 'wait_ms', wait,
-  'total_wait_ms', now - num(ix.first_entered_ms), 'ring_ms', now - num(ix.offered_ms)})
+  'total_wait_ms', now - num(ix.first_entered_ms), 'ring_ms', now - num(ix.offered_ms)}
+if ix.promised_at_ms then
+  -- the resident was told a wait (announce.lua): what it became, so the promise is measured
+  fields[#fields + 1] = 'promised_wait_ms'
+  fields[#fields + 1] = num(ix.promised_wait_ms)
+  fields[#fields + 1] = 'waited_after_promise_ms'
+  fields[#fields + 1] = now - num(ix.promised_at_ms)
+end
+emit(KEYS[4], ARGV[3], fields)
 return {now, wait}
