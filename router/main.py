@@ -197,6 +197,7 @@ class Cityline:
         self.redis_url: str | None = redis_url or configured_redis_url(config)
         self.store: RoutingStore | None = None
         self.service: RoutingService | None = None
+        self.adapters: list[Any] = []  # channel adapters started by this process
         self.app: web.Application | None = None
         self.http_port: int | None = None
         self.http_url: str | None = None
@@ -387,6 +388,7 @@ class Cityline:
                 )
             except VoiceConfigError as exc:
                 raise StartupError(str(exc)) from exc
+        self.adapters = adapters
         components: list[tuple[str, ComponentRun]] = []
         for adapter in adapters:
             components.append((adapter.name, _adapter_lifecycle(adapter)))
@@ -439,6 +441,8 @@ class Cityline:
             ),
             extra_setup=[
                 lambda app: setup_api(app, service, auth),
+                # webhooks and resident pages of the channels that have them (SMS, chat, ...)
+                *(a.setup_routes for a in self.adapters if hasattr(a, "setup_routes")),
                 lambda app: setup_metrics(app, StatsAggregator(redis, self.keys, self.config)),
             ],
         )
