@@ -10,7 +10,9 @@ from pathlib import Path
 
 from pydantic import Field
 
+from router.config_email import EmailConfig
 from router.config_sections import Section
+from router.config_sms import SmsConfig
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -71,3 +73,5 @@ class ChannelsConfig(Section):
     """Channel adapters."""
 
     voice: VoiceConfig = Field(default_factory=VoiceConfig, description="the phone")
+    sms: SmsConfig = Field(default_factory=SmsConfig, description="text messages")
+    email: EmailConfig = Field(default_factory=EmailConfig, description="e-mail")

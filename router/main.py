@@ -388,6 +388,16 @@ class Cityline:
                 )
             except VoiceConfigError as exc:
                 raise StartupError(str(exc)) from exc
+        if self.config.channels.email.enabled:
+            from channels.email.adapter import EmailAdapter
+
+            adapters.append(
+                EmailAdapter(self.service, self.config.channels.email, self.config.data_dir)
+            )
+        if self.config.channels.sms.enabled:
+            from channels.sms.adapter import SmsAdapter
+
+            adapters.append(SmsAdapter(self.service, self.config.channels.sms))
         self.adapters = adapters
         components: list[tuple[str, ComponentRun]] = []
         for adapter in adapters:

@@ -1,0 +1,1 @@
+"""The e-mail channel: our SMTP server for residents' mail, replies through a smarthost."""
