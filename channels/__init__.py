@@ -6,15 +6,19 @@ on `router` only (the intake/outbound API and the models), never on `queues` or 
 
 The contract every adapter satisfies (a small structural Protocol, no base class required):
 
-- `name: str` — the channel's name as in `router.models.Channel`, also its config block's key.
+- `name: str`, `channel: str` — the channel's name as in `router.models.Channel`, also its
+  config block's key under `channels:`.
 - `async start() -> None` — open listeners and connections (an SMTP server, the AMI link, a
-  webhook route). A failed start cleans up whatever it had opened before raising.
+  gateway session). A failed start cleans up whatever it had opened before raising.
 - `async stop() -> None` — stop taking new input, finish or hand back what is in flight, close.
   Safe to call after a failed or partial start, and twice.
-- `async send(message) -> receipt` — deliver an agent's reply (or a notice, e.g. a case closed)
-  to the resident through this channel; the receipt says what the channel accepted (a gateway
-  message id, an SMTP queue id) so it can be recorded. Transport errors are wrapped in the
-  adapter's own `errors.py` classes, never leaked as library exceptions.
+- `async handle_event(event, interaction) -> None` — act on the router's events of this
+  channel (`router.event_feed`, one consumer group per channel, at least once): ring the agent
+  for an OFFER, deliver an agent's MESSAGE to the resident, hang up after COMPLETEAGENT...
+  Must be idempotent. Transport errors are the adapter's own `errors.py` classes, never leaked
+  library exceptions; raising makes the feed retry the event later.
+- optional `setup_routes(app)` — the adapter's HTTP routes (webhooks, resident pages), added to
+  the one aiohttp app before it starts.
 
 Inbound input is turned into the same `Interaction` for every channel and handed to the router's
 intake; the channel answers its own protocol (an SMTP code, an HTTP status) and nothing else.
