@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from router.config_chat import ChatConfig
 from router.config_email import EmailConfig
 from router.config_sections import Section
 from router.config_sms import SmsConfig
@@ -75,3 +76,4 @@ class ChannelsConfig(Section):
     voice: VoiceConfig = Field(default_factory=VoiceConfig, description="the phone")
     sms: SmsConfig = Field(default_factory=SmsConfig, description="text messages")
     email: EmailConfig = Field(default_factory=EmailConfig, description="e-mail")
+    chat: ChatConfig = Field(default_factory=ChatConfig, description="the web chat")

@@ -37,10 +37,11 @@ from router.dispatcher import Dispatcher
 from router.event_feed import EventFeed
 from router.http.api import setup_api
 from router.http.app import AppContext, create_app
-from router.metrics import setup_metrics
+from router.metrics import LiveSnapshotCache, setup_metrics
 from router.service import RoutingService
 from router.stats import StatsAggregator
 from router.users import ensure_users
+from router.waiting import WaitEstimator
 
 if TYPE_CHECKING:
     from router.config import CitylineConfig
@@ -394,6 +395,12 @@ class Cityline:
             adapters.append(
                 EmailAdapter(self.service, self.config.channels.email, self.config.data_dir)
             )
+        if self.config.channels.chat.enabled:
+            from channels.chat.adapter import ChatAdapter
+
+            live = LiveSnapshotCache(StatsAggregator(self.redis, self.keys, self.config))
+            adapters.append(ChatAdapter(self.service, self.config, self.config.channels.chat,
+                                        WaitEstimator(self.service.store, live)))
         if self.config.channels.sms.enabled:
             from channels.sms.adapter import SmsAdapter
 

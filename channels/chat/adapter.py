@@ -190,6 +190,9 @@ class ChatAdapter:
                 session = await self._dispatch(ws, request, session, frame)
             except CitylineError as exc:
                 await self._error(ws, request, exc.code, exc.message)
+            except Exception:
+                logger.exception("chat: handling a %s frame failed", type(frame).__name__)
+                await self._error(ws, request, "internal_error", "try again in a moment")
             if ws.closed:
                 break
         return session

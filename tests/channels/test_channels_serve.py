@@ -1,5 +1,6 @@
-"""`cityline serve` with the e-mail and SMS channels enabled: both adapters and their event
-feeds run under the supervisor, the SMTP server answers, and the SMS webhooks are routed."""
+"""`cityline serve` with the e-mail, SMS and chat channels enabled: the adapters and their
+event feeds run under the supervisor, the SMTP server answers, the SMS webhooks are routed and
+the chat page is served."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ async def test_serve_starts_email_and_sms(redis_url: str, tmp_path) -> None:
     cfg.channels.sms.enabled = True
     async with Cityline(cfg, redis_url=redis_url, embedded_redis=False) as city:
         names = set(city.supervisor.names)
-        assert {"email", "email-events", "sms", "sms-events"} <= names
+        assert {"email", "email-events", "sms", "sms-events", "chat", "chat-events"} <= names
         email = next(a for a in city.adapters if a.channel == "email")
 
         def noop() -> int:  # a real SMTP client, off the loop the server runs on
@@ -35,3 +36,5 @@ async def test_serve_starts_email_and_sms(redis_url: str, tmp_path) -> None:
         ) as r:
             # routed (not 404); without a configured secret the webhook refuses everything
             assert r.status in (401, 403, 503)
+        async with aiohttp.ClientSession() as http, http.get(f"{city.http_url}/chat") as r:
+            assert r.status == 200 and "WebSocket" in await r.text()

@@ -1,0 +1,166 @@
+"""What a resident may send through the web form, checked before anything is stored.
+
+Everything the resident writes is kept as plain text and only ever rendered escaped (see the
+adapter's pages): a `<script>` in a description stays the eight characters it is. The photo is
+recognised by its first bytes, never by the type or name the browser declares.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from typing import Any
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+MAX_DESCRIPTION = 5000
+MAX_ADDRESS = 300
+MAX_CONTACT = 320
+
+EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+# C0 controls other than tab/newline/carriage return, DEL, and the C1 block: never in a form
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+# (kind, file extension, does `data` start like one)
+PHOTO_KINDS: dict[str, tuple[str, Any]] = {
+    "jpeg": ("jpg", lambda d: d[:3] == b"\xff\xd8\xff"),
+    "png": ("png", lambda d: d[:8] == b"\x89PNG\r\n\x1a\n"),
+    "webp": ("webp", lambda d: d[:4] == b"RIFF" and d[8:12] == b"WEBP"),
+}
+
+
+def sniff_photo(data: bytes, allowed: list[str]) -> str | None:
+    """The kind (jpeg/png/webp) of `data` by its magic bytes, if it is one of `allowed`."""
+    for kind in allowed:
+        _ext, matches = PHOTO_KINDS[kind]
+        if matches(data):
+            return kind
+    return None
+
+
+def photo_extension(kind: str) -> str:
+    return PHOTO_KINDS[kind][0]
+
+
+def normalise_contact(value: str, region: str) -> str:
+    """A lower-cased e-mail address or an E.164 phone number; ValueError for anything else."""
+    value = value.strip()
+    if "@" in value:
+        if not EMAIL.match(value):
+            raise ValueError("not a valid e-mail address")
+        return value.lower()
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        raise ValueError("give an e-mail address or a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+class WebformRequest(BaseModel):
+    """One request of a resident, from the HTML form or as JSON at /api/v1/requests.
+
+    Validation context: `categories` (the skill ids a resident may choose), `languages` (the
+    city's) and `region` (the default country of phone numbers).
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    category: str = Field(min_length=1, max_length=64, description="a skill id of the catalogue")
+    description: str = Field(min_length=1, max_length=MAX_DESCRIPTION)
+    address: str | None = Field(None, max_length=MAX_ADDRESS)
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    contact: str = Field(min_length=3, max_length=MAX_CONTACT, description="e-mail or phone")
+    language: str | None = Field(None, max_length=8)
+
+    @field_validator("address", "lat", "lon", "language", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        # an HTML form sends every input, empty ones as ""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("description", "address", "contact", "category")
+    @classmethod
+    def _no_controls(cls, value: str | None) -> str | None:
+        if value is not None and CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        return value
+
+    @field_validator("lat", "lon")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and value != value:  # NaN passes ge/le
+            raise ValueError("must be a number")
+        return value
+
+    @field_validator("category")
+    @classmethod
+    def _known_category(cls, value: str, info: ValidationInfo) -> str:
+        categories = (info.context or {}).get("categories")
+        if categories is not None and value not in categories:
+            raise ValueError("unknown category")
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _served_language(cls, value: str | None, info: ValidationInfo) -> str | None:
+        languages = (info.context or {}).get("languages")
+        if value is not None and languages is not None and value not in languages:
+            raise ValueError("language not served")
+        return value
+
+    @field_validator("contact")
+    @classmethod
+    def _contact(cls, value: str, info: ValidationInfo) -> str:
+        return normalise_contact(value, (info.context or {}).get("region", "PL"))
+
+    @model_validator(mode="after")
+    def _both_coordinates(self) -> WebformRequest:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("give both lat and lon, or neither")
+        return self
+
+
+class CsrfTokens:
+    """Tokens `<timestamp>.<nonce>.<hex HMAC-SHA256 of "timestamp.nonce">`, valid `max_age_s`.
+
+    Stateless: any process holding the same secret verifies them. A token may be submitted more
+    than once within its age (a resident pressing Back and sending again); what stops a forged
+    cross-site post is that another site cannot read a token from our page.
+    """
+
+    def __init__(self, secret: bytes, max_age_s: int) -> None:
+        self.secret = secret
+        self.max_age_s = max_age_s
+
+    def _mac(self, payload: str) -> str:
+        return hmac.new(self.secret, payload.encode(), hashlib.sha256).hexdigest()
+
+    def issue(self, now: float | None = None) -> str:
+        stamp = int(time.time() if now is None else now)
+        payload = f"{stamp}.{secrets.token_urlsafe(16)}"
+        return f"{payload}.{self._mac(payload)}"
+
+    def check(self, token: str | None, now: float | None = None) -> str | None:
+        """None if the token is good, else why not (missing, forged, expired)."""
+        if not token:
+            return "missing"
+        parts = token.split(".")
+        if len(parts) != 3 or not parts[0].isdigit():
+            return "forged"
+        payload = f"{parts[0]}.{parts[1]}"
+        if not hmac.compare_digest(self._mac(payload), parts[2]):
+            return "forged"
+        age = (time.time() if now is None else now) - int(parts[0])
+        if age > self.max_age_s or age < -60:
+            return "expired"
+        return None
