@@ -145,7 +145,9 @@ class HttpConfig(Section):
     host: str = Field("127.0.0.1", min_length=1, description="address to listen on")
     port: int = Field(8080, ge=0, le=65535, description="TCP port (0 = any free port)")
     max_body_bytes: int = Field(
-        1_048_576, ge=1024, description="largest request body accepted; larger ones get 413"
+        6_291_456, ge=1024,
+        description="largest request body accepted, larger ones get 413 (6 MiB: a web-form "
+        "photo of up to 5 MiB fits)",
     )
     session_ttl_s: int = Field(
         28_800, ge=60, description="lifetime of a login session in seconds (default one shift)"

@@ -401,6 +401,11 @@ class Cityline:
             live = LiveSnapshotCache(StatsAggregator(self.redis, self.keys, self.config))
             adapters.append(ChatAdapter(self.service, self.config, self.config.channels.chat,
                                         WaitEstimator(self.service.store, live)))
+        if self.config.channels.webform.enabled:
+            from channels.webform.adapter import WebformAdapter
+
+            adapters.append(WebformAdapter(self.service, self.config,
+                                           self.config.channels.webform, self.config.data_dir))
         if self.config.channels.sms.enabled:
             from channels.sms.adapter import SmsAdapter
 

@@ -188,4 +188,4 @@ class TelegramInbound:
         logger.info("telegram: chat=%s opened ix=%s ref=%s (new=%s)", chat_id, res.id, res.ref,
                     res.created)
         if res.created:
-            await message.reply_text(RECEIVED[language].format(ref=res.ref))
+            await message.reply_text(RECEIVED.get(language, RECEIVED["en"]).format(ref=res.ref))

@@ -38,3 +38,9 @@ async def test_serve_starts_email_and_sms(redis_url: str, tmp_path) -> None:
             assert r.status in (401, 403, 503)
         async with aiohttp.ClientSession() as http, http.get(f"{city.http_url}/chat") as r:
             assert r.status == 200 and "WebSocket" in await r.text()
+        async with aiohttp.ClientSession() as http, http.get(f"{city.http_url}/form") as r:
+            assert r.status == 200 and "csrf" in (await r.text()).lower()
+        async with aiohttp.ClientSession() as http, http.get(
+            f"{city.http_url}/api/v1/openapi.json"
+        ) as r:
+            assert "/api/v1/requests" in (await r.json())["paths"]  # documented too
