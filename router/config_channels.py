@@ -14,6 +14,7 @@ from router.config_chat import ChatConfig
 from router.config_email import EmailConfig
 from router.config_sections import Section
 from router.config_sms import SmsConfig
+from router.config_telegram import TelegramConfig
 from router.config_webform import WebformConfig
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -79,3 +80,4 @@ class ChannelsConfig(Section):
     email: EmailConfig = Field(default_factory=EmailConfig, description="e-mail")
     chat: ChatConfig = Field(default_factory=ChatConfig, description="the web chat")
     webform: WebformConfig = Field(default_factory=WebformConfig, description="the web form")
+    telegram: TelegramConfig = Field(default_factory=TelegramConfig, description="Telegram bot")

@@ -406,6 +406,11 @@ class Cityline:
 
             adapters.append(WebformAdapter(self.service, self.config,
                                            self.config.channels.webform, self.config.data_dir))
+        if self.config.channels.telegram.enabled:
+            from channels.telegram.adapter import TelegramAdapter
+
+            adapters.append(TelegramAdapter(self.service, self.config,
+                                            self.config.channels.telegram))
         if self.config.channels.sms.enabled:
             from channels.sms.adapter import SmsAdapter
 

@@ -130,11 +130,16 @@ class TelegramAdapter:
                 await bot.set_webhook(url, secret_token=self.secret_token or None,
                                       allowed_updates=ALLOWED_UPDATES)
                 logger.info("telegram: webhook registered at %s", url)
+        except tg_errors.InvalidToken:
+            await self._abandon(application, stack)
+            # the library's message quotes the token: not chained, never logged
+            raise TelegramStartError("the Bot API rejected the bot token") from None
         except tg_errors.TelegramError as exc:
-            await stack.aclose()
-            raise TelegramStartError(f"the Bot API refused to start the bot: {exc}") from exc
+            await self._abandon(application, stack)
+            text = str(exc).replace(self.token, "<token>")
+            raise TelegramStartError(f"the Bot API refused to start the bot: {text}") from exc
         except BaseException:
-            await stack.aclose()
+            await self._abandon(application, stack)
             raise
         self.application, self._stack = application, stack
         if self.tg.mode == "polling":
@@ -142,6 +147,15 @@ class TelegramAdapter:
             self._poller.add_done_callback(self._poller_done)
         logger.info("telegram: adapter started as @%s (mode %s, queue %s)",
                     application.bot.username, self.tg.mode, self.tg.queue)
+
+    @staticmethod
+    async def _abandon(application: Application[Any, Any, Any, Any, Any, Any],
+                       stack: contextlib.AsyncExitStack) -> None:
+        await stack.aclose()
+        # When initialize() fails (a rejected token), the Application's shutdown() is a no-op
+        # because it never counted as initialized, yet the Bot had already opened its HTTP
+        # clients: close them directly (harmless if already closed).
+        await application.bot.shutdown()
 
     async def stop(self) -> None:
         # intake first (the poller), then the Application (fetcher, then HTTP clients)
