@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +61,14 @@ async def ready(service: RoutingService, *agent_ids: str) -> None:
 
 async def offered_to(service: RoutingService, agent_id: str) -> list[str]:
     return [ix["id"] for ix in await service.offers(agent_id)]
+
+
+async def eventually(check: Callable[[], Any], within_s: float = 5.0) -> Any:
+    """Poll an async check until it gives something truthy (bounded; for tests only)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)

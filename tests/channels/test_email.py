@@ -85,18 +85,6 @@ def email_cfg(sink: Sink, **overrides: Any) -> EmailConfig:
 
 
 @pytest.fixture
-async def store(redis: aioredis.Redis) -> RoutingStore:
-    s = RoutingStore(redis)
-    await s.load_scripts()
-    return s
-
-
-@pytest.fixture
-def service(store: RoutingStore, cfg: CitylineConfig) -> RoutingService:
-    return RoutingService(store, cfg)
-
-
-@pytest.fixture
 async def adapter(
     service: RoutingService, sink: Sink, tmp_path: Path
 ) -> AsyncIterator[EmailAdapter]:

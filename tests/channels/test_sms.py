@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -28,6 +28,7 @@ from router.dispatcher import Dispatcher
 from router.event_feed import EventFeed
 from router.http.app import AppContext, create_app
 from router.service import RoutingService
+from tests.routing_fixtures import eventually
 
 SECRET = "generic-s3cret"
 TWILIO_TOKEN = "twilio-t0ken"
@@ -127,14 +128,7 @@ async def sms(redis: aioredis.Redis, cfg: CitylineConfig) -> AsyncIterator[Sms]:
         await gw_server.close()
 
 
-async def eventually(check: Callable[[], Any], within_s: float = 5.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+
 
 
 async def agent_says(sms: Sms, ix_id: str, text: str) -> None:

@@ -4,10 +4,9 @@ real Redis. Any connection to something other than loopback or a unix socket fai
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +26,7 @@ from router.http.app import AppContext, create_app
 from router.models import Event
 from router.service import RoutingService
 from tests.fakes.telegram_api import FakeTelegramApi
+from tests.routing_fixtures import eventually
 
 TOKEN = "123456:TEST-token"
 SECRET = "webhook-s3cret_token"
@@ -143,14 +143,7 @@ async def tg(redis: aioredis.Redis, cfg: CitylineConfig, service: RoutingService
     assert api.hosts() == {f"127.0.0.1:{api.port}"}
 
 
-async def eventually(check: Callable[[], Any], within_s: float = 5.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+
 
 
 async def test_start_registers_the_webhook_with_its_secret(tg: Tg) -> None:
