@@ -505,6 +505,10 @@ class RoutingStore:
                 out.append(ix)
         return out
 
+    async def attach_meta(self, ix_id: str, meta: dict[str, Any]) -> bool:
+        res = await self._call("attach_meta", [self.keys.ix(ix_id)], [json.dumps(meta)])
+        return bool(int(res))
+
     async def request_callback(self, ix_id: str, number: str) -> bool:
         res = await self._call("callback", [self.keys.ix(ix_id)], [number])
         return bool(int(res))

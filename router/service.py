@@ -115,6 +115,11 @@ class RoutingService:
         short_ms = int(self.cfg.routing.short_abandon_s * 1000)
         return await self._do(self.store.abandon(ix_id, short_abandon_ms=short_ms, at_ms=at_ms))
 
+    async def attach_meta(self, ix_id: str, meta: dict[str, Any]) -> bool:
+        """Facts learnt after the contact began (a shared location) for the agent to see;
+        False once the interaction has ended."""
+        return await self._do(self.store.attach_meta(ix_id, meta))
+
     async def resident_message(self, ix_id: str, text: str) -> int:
         return await self._do(self.store.message(ix_id, sender="resident", text=text))
 

@@ -59,3 +59,13 @@ async def test_ring_failure_reported_by_the_channel_is_a_miss_before_the_deadlin
     assert (rona.time_ms, rona.ring_ms, rona.reason) == (failed, 3, "timeout")
     assert (await service.store.interaction(ix))["state"] == "queued"
     assert (await service.agent_view("a1"))["misses"] == "1"
+
+
+async def test_meta_is_attached_to_an_open_interaction_only(service: RoutingService) -> None:
+    ix = await call(service)
+    assert await service.attach_meta(ix, {"lat": 52.2, "lon": 21.0})
+    meta = (await service.store.interaction(ix))["meta"]
+    assert '"lat":52.2' in meta.replace(" ", "") and '"lon":21' in meta.replace(" ", "")
+    await service.resident_left(ix)
+    assert not await service.attach_meta(ix, {"lat": 1.0})  # ended: left as it was
+    assert '"lat":52.2' in (await service.store.interaction(ix))["meta"].replace(" ", "")

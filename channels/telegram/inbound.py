@@ -164,9 +164,9 @@ class TelegramInbound:
         async with self._chat(chat_id):
             ix_id = await self.open_interaction(chat_id)
             if ix_id is not None:
-                # TODO(lead): RoutingService has no way to add meta to an existing
-                # interaction; the location reaches the agent as this message only.
                 await self.service.resident_message(ix_id, text)
+                if meta:  # a location shared in an open chat: on the interaction too
+                    await self.service.attach_meta(ix_id, meta)
                 logger.debug("telegram: chat=%s message=%s joins ix=%s", chat_id,
                              message.message_id, ix_id)
                 return

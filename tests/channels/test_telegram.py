@@ -5,6 +5,7 @@ real Redis. Any connection to something other than loopback or a unix socket fai
 from __future__ import annotations
 
 import itertools
+import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -193,6 +194,10 @@ async def test_texts_open_and_join_one_interaction(tg: Tg) -> None:
     assert [i["id"] for i in await tg.interactions()] == [ix["id"]]
 
 
+def ix_chat(ix: dict[str, str]) -> int:
+    return json.loads(ix["meta"])["chat_id"]
+
+
 async def test_a_location_is_attached(tg: Tg) -> None:
     assert (await tg.post(location(52.2297, 21.0122))).status == 200
     (ix,) = await tg.interactions()
@@ -202,6 +207,8 @@ async def test_a_location_is_attached(tg: Tg) -> None:
     assert (await tg.post(location(52.23, 21.01))).status == 200
     texts = [m["text"] for m in await tg.service.store.messages(ix["id"])]
     assert texts[-1] == location_text(52.23, 21.01)
+    meta = json.loads((await tg.service.store.interaction(ix["id"]))["meta"])
+    assert (meta["lat"], meta["lon"], meta["chat_id"]) == (52.23, 21.01, ix_chat(ix))
 
 
 @pytest.mark.parametrize("secret", [None, "wrong", ""])
