@@ -64,10 +64,12 @@ async def offered_to(service: RoutingService, agent_id: str) -> list[str]:
 
 
 async def eventually(check: Callable[[], Any], within_s: float = 5.0) -> Any:
-    """Poll an async check until it gives something truthy (bounded; for tests only)."""
+    """Poll a check (sync or async) until it gives something truthy; bounded, tests only."""
     deadline = asyncio.get_running_loop().time() + within_s
     while True:
-        value = await check()
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
         if value:
             return value
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"

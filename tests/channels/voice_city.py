@@ -25,6 +25,7 @@ from router.models import Event
 from router.service import RoutingService
 from tests.fakes.ami_server import FakeAsterisk
 from tests.fakes.calls import CallerHandle
+from tests.routing_fixtures import eventually
 
 DIALPLAN = Path(__file__).resolve().parents[2] / "asterisk_conf" / "extensions.conf"
 SECRET = "s3cret-for-tests"
@@ -48,16 +49,7 @@ class VoiceCity:
         return [e for e in out if not types or e.type in types]
 
     async def wait_for(self, predicate: Callable[[], Any], within_s: float = 5.0) -> None:
-        deadline = asyncio.get_running_loop().time() + within_s
-        while True:
-            result = predicate()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError("condition not reached in time")
-            await asyncio.sleep(0.02)
+        await eventually(predicate, within_s)
 
     async def wait_event(self, kind: str, count: int = 1, within_s: float = 5.0) -> list[Event]:
         async def enough() -> bool:
