@@ -157,3 +157,46 @@ class Keys:
     # STRING counter per user of failed logins, expiring after the lockout window.
     def login_failures(self, username: str) -> str:
         return f"{self.prefix}lf:{username}"
+
+    # --- what channel adapters remember between contacts (queues.channel_state) --------------
+    # Every key below is scoped by the channel ("sms", "email", "chat", "telegram", "webform").
+
+    # STRING per (channel, kind, id): a one-time claim (a gateway's message id, an e-mail's
+    # Message-ID, a Telegram update id), expiring after the window in which duplicates arrive.
+    def claim(self, channel: str, kind: str, item: str) -> str:
+        return f"{self.prefix}cs:{channel}:{kind}:{item}"
+
+    # STRING counter per (channel, key, window start): inbound contacts counted for rate limits,
+    # expiring after two windows.
+    def rate(self, channel: str, key: str, window: int) -> str:
+        return f"{self.prefix}cs:{channel}:rate:{key}:{window}"
+
+    # HASH per (channel, kind, key): a link from the channel's own conversation key (a number, a
+    # chat id, a Message-ID, a reconnect-token digest) to an interaction, with a few fields.
+    def link(self, channel: str, kind: str, key: str) -> str:
+        return f"{self.prefix}cs:{channel}:link:{kind}:{key}"
+
+    # SET per (channel, flag): contacts with that flag (e.g. sms opted out of messages).
+    def flag(self, channel: str, flag: str) -> str:
+        return f"{self.prefix}cs:{channel}:flag:{flag}"
+
+    # HASH per (channel, group): the fragments of one message arriving in parts (index -> JSON,
+    # `_total`); ZSET per channel of groups by the time they are taken as they are.
+    def fragments(self, channel: str, group: str) -> str:
+        return f"{self.prefix}cs:{channel}:frag:{group}"
+
+    def fragments_due(self, channel: str) -> str:
+        return f"{self.prefix}cs:{channel}:fragdue"
+
+    # ZSET per channel of outbound job ids by due time (seconds); HASH per channel of job id ->
+    # JSON job. A job stays until it was sent or failed for good, so a restart resumes it.
+    def outbox_due(self, channel: str) -> str:
+        return f"{self.prefix}cs:{channel}:outbox"
+
+    def outbox_jobs(self, channel: str) -> str:
+        return f"{self.prefix}cs:{channel}:jobs"
+
+    # HASH per interaction: message index (or "ack") -> JSON delivery record of what cityline
+    # sent the resident (status, tries, last error), shown to the agent next to the message.
+    def deliveries(self, ix_id: str) -> str:
+        return f"{self.prefix}dlv:{ix_id}"

@@ -15,8 +15,10 @@ from zoneinfo import ZoneInfo
 
 from queues import errors as store_errors
 from queues.buckets import Placement
+from queues.channel_state import ChannelStateStore
 from queues.store import Abandoned, Blending, Enqueued, RoutingStore
 from router import placement as pl
+from router.channel_state import ChannelState
 from router.config import CitylineConfig
 from router.errors import BadRequest, NotFound, Unprocessable, from_store
 from router.models import AgentProfile, Channel, IntakeRequest, TransferRequest
@@ -30,6 +32,7 @@ class RoutingService:
         self.cfg = cfg
         tz = ZoneInfo(cfg.city.timezone)
         store.tz_offset_ms = lambda: int(datetime.now(tz).utcoffset().total_seconds() * 1000)
+        self._channel_store: ChannelStateStore | None = None
 
     @property
     def blending(self) -> Blending:
@@ -119,6 +122,18 @@ class RoutingService:
         """Facts learnt after the contact began (a shared location) for the agent to see;
         False once the interaction has ended."""
         return await self._do(self.store.attach_meta(ix_id, meta))
+
+    def channel_state(self, channel: Channel | str) -> ChannelState:
+        """What the adapter of `channel` remembers between contacts (claims, rate windows,
+        conversation links, opt-outs, its outbox), shared by every process."""
+        if self._channel_store is None:
+            self._channel_store = ChannelStateStore(self.store.redis, self.store.keys)
+        return ChannelState(self._channel_store, str(channel))
+
+    async def deliveries(self, ix_id: str) -> dict[str, dict[str, Any]]:
+        """What was sent to the resident of `ix_id` and how it went, by conversation message
+        index (or "ack"): status, tries, last error."""
+        return await self.channel_state("").deliveries(ix_id)
 
     async def resident_message(self, ix_id: str, text: str) -> int:
         return await self._do(self.store.message(ix_id, sender="resident", text=text))
