@@ -132,20 +132,13 @@ class ChannelStateStore:
 
     # --- outbox -------------------------------------------------------------------------
 
-    async def put_job(self, channel: str, job_id: str, job: dict[str, Any], due_s: float,
-                      *, only_new: bool = False) -> bool:
-        """Store (or update) a job and schedule it; with `only_new`, False if it existed."""
+    async def put_job(self, channel: str, job_id: str, job: dict[str, Any], due_s: float) -> None:
+        """Store (or update) a job and schedule it at `due_s`."""
         jobs, due = self.keys.outbox_jobs(channel), self.keys.outbox_due(channel)
-        if only_new:
-            if not await self.redis.hsetnx(jobs, job_id, json.dumps(job)):
-                return False
-            await self.redis.zadd(due, {job_id: due_s})
-            return True
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(jobs, job_id, json.dumps(job))
             pipe.zadd(due, {job_id: due_s})
             await pipe.execute()
-        return True
 
     async def take_due(self, channel: str, now_s: float, limit: int, lease_s: float
                        ) -> list[tuple[str, dict[str, Any]]]:

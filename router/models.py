@@ -178,6 +178,15 @@ class IntakeRequest(BaseModel):
         None, max_length=256, description="the channel's own id; a repeat returns the same contact"
     )
     meta: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=50)
+    contacts: list[str] = Field(
+        default_factory=list, max_length=5,
+        description="further ways to reach the resident given in this contact (a phone number "
+        "on an e-mailed form, an e-mail in a chat); recognised only with consent",
+    )
+    consent: bool = Field(
+        False, description="the resident agreed to be recognised across channels: agents may see "
+        "their earlier contacts made with any of these identities",
+    )
 
 
 class TransferRequest(BaseModel):

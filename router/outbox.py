@@ -23,6 +23,10 @@ from router.channel_state import ChannelState
 
 logger = logging.getLogger(__name__)
 
+# An event delivered again after its message was sent must not send it twice: the submission
+# is remembered this long (the event feed redelivers within minutes; 30 days is generous).
+SUBMITTED_TTL_S = 30 * 86_400
+
 
 class DeliveryError(Exception):
     """The peer did not take the message. `permanent`: trying again cannot help (a refused
@@ -63,6 +67,23 @@ class RetryPolicy(BaseModel):
 Sender = Callable[[OutboundJob], Awaitable[None]]
 
 
+async def _record(state: ChannelState, job: OutboundJob, status: str, **extra: Any) -> None:
+    record = {"status": status, "to": job.to, "attempts": job.attempts,
+              "error": job.last_error, "at_ms": int(time.time() * 1000), **extra}
+    await state.set_delivery(job.ix_id, job.item, record)
+
+
+async def submit(state: ChannelState, job: OutboundJob) -> bool:
+    """Queue `job` in the outbox of `state`'s channel once (False if already there or sent).
+    Another channel may hand a message to this one (the web form answers by e-mail or SMS):
+    whichever process runs that channel's `Outbox` sends it within its tick."""
+    if not await state.claim("outbox", job.id, SUBMITTED_TTL_S):
+        return False
+    await state.store.put_job(state.channel, job.id, job.model_dump(), time.time())
+    await _record(state, job, "queued")
+    return True
+
+
 class Outbox:
     """`submit` jobs; `start()` runs the worker that sends them; `stop()` leaves what is not yet
     sent in Redis for the next start."""
@@ -84,17 +105,13 @@ class Outbox:
         return self.state.channel
 
     async def _record(self, job: OutboundJob, status: str, **extra: Any) -> None:
-        record = {"status": status, "to": job.to, "attempts": job.attempts,
-                  "error": job.last_error, "at_ms": int(time.time() * 1000), **extra}
-        await self.state.set_delivery(job.ix_id, job.item, record)
+        await _record(self.state, job, status, **extra)
 
     async def submit(self, job: OutboundJob) -> bool:
         """Queue `job` once: False if this (interaction, item) was already submitted (events
         arrive at least once)."""
-        stored = await self.state.store.put_job(
-            self.channel, job.id, job.model_dump(), time.time(), only_new=True)
+        stored = await submit(self.state, job)
         if stored:
-            await self._record(job, "queued")
             self._wake.set()
         return stored
 

@@ -68,6 +68,7 @@ async def test_outbox_retries_then_sends_and_records_each_state(
         await eventually(lambda: _status(service, "ix1", "3", "sent"))
     finally:
         await outbox.stop()
+    assert not await outbox.submit(job)  # nor once it was sent
     record = (await service.deliveries("ix1"))["3"]
     assert record["attempts"] == 2 and record["channel"] == "sms" and record["error"] == ""
     assert tries == ["hello", "hello"] and await outbox.pending() == 0
