@@ -215,3 +215,28 @@ async def test_who_may_create_and_read(api: ApiHarness, intake: Bearer):
     resp = await (await api.client()).post(f"{API}/interactions", json=VOICE)
     assert resp.status == 401
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_messages_show_how_sending_them_went(api: ApiHarness, intake: Bearer,
+                                                   service: RoutingService,
+                                                   dispatcher: Dispatcher):
+    """The delivery record a channel's outbox keeps is shown next to the message it sent."""
+    ix = (await (await intake.post("/interactions", {"channel": "chat"})).json())["id"]
+    await intake.post(f"/interactions/{ix}/resident-messages", {"text": "first"})
+    agent = next(a for a, p in api.cfg.agents.items() if p.capacity.get("chat"))
+    await service.agent_login(agent, ready=True)
+    assert await dispatcher.match_round() == 1
+    await service.accept(agent, ix)
+    await service.agent_message(agent, ix, "answer")
+    sms = service.channel_state("sms")
+    await sms.set_delivery(ix, "2", {"status": "retrying", "attempts": 2, "error": "503",
+                                     "at_ms": 5})
+    await service.channel_state("email").set_delivery(ix, "ack", {"status": "sent",
+                                                                  "attempts": 1, "at_ms": 4})
+    boss = await api.bearer("boss", "supervisor")
+    body = await (await boss.get(f"/interactions/{ix}/messages")).json()
+    first, answer = body["messages"]
+    assert first["delivery"] is None
+    assert answer["delivery"] == {"channel": "sms", "status": "retrying", "attempts": 2,
+                                  "error": "503", "at_ms": 5}
+    assert body["acknowledgement"]["status"] == "sent"

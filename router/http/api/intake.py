@@ -10,6 +10,7 @@ from aiohttp import web
 
 from router.auth import Principal, Role
 from router.http.api.schemas import (
+    DeliveryView,
     InteractionCreated,
     InteractionView,
     MessageList,
@@ -68,6 +69,8 @@ async def interaction_messages(call: Call) -> MessageList:
     ix_id = call.param("ix_id")
     await readable_interaction(call.service, call.user, ix_id)
     entries = await call.service.store.messages(ix_id)
+    sent = {k: DeliveryView.from_record(v)
+            for k, v in (await call.service.deliveries(ix_id)).items()}
     return MessageList(
         messages=[
             MessageView(
@@ -75,9 +78,11 @@ async def interaction_messages(call: Call) -> MessageList:
                 agent=str(m.get("agent", "")),
                 text=str(m.get("text", "")),
                 time_ms=int(m.get("t", 0)),
+                delivery=sent.get(str(index)),
             )
-            for m in entries
-        ]
+            for index, m in enumerate(entries, start=1)
+        ],
+        acknowledgement=sent.get("ack"),
     )
 
 

@@ -184,15 +184,37 @@ class InteractionList(BaseModel):
     interactions: list[InteractionView]
 
 
+class DeliveryView(BaseModel):
+    """How sending a message to the resident went (e-mail, SMS, Telegram, a web form answer)."""
+
+    channel: str = Field(description="the channel that sends it (a web form answers by e-mail "
+                         "or SMS)")
+    status: str = Field(description="queued, retrying, sent, delivered, undelivered, failed, "
+                        "opted_out")
+    attempts: int = 0
+    error: str = Field("", description="the last failure, if any")
+    at_ms: int = Field(0, description="when the status was set")
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> DeliveryView:
+        return cls(channel=str(record.get("channel", "")), status=str(record.get("status", "")),
+                   attempts=_int(str(record.get("attempts", 0))),
+                   error=str(record.get("error", "")), at_ms=_int(str(record.get("at_ms", 0))))
+
+
 class MessageView(BaseModel):
     sender: str = Field(description="resident or agent")
     agent: str = ""
     text: str
     time_ms: int
+    delivery: DeliveryView | None = Field(
+        None, description="for an agent's message on a channel that sends it: how that went")
 
 
 class MessageList(BaseModel):
     messages: list[MessageView]
+    acknowledgement: DeliveryView | None = Field(
+        None, description="the automatic acknowledgement with the reference number, if sent")
 
 
 # --- agents ---------------------------------------------------------------------------------
