@@ -1,31 +1,52 @@
-"""The web form adapter: residents' requests from an HTML form or as JSON, and a status page.
+"""The web form adapter: residents' requests from an HTML form or as JSON, a status page, and
+the agents' answers handed to the channel that reaches the resident.
 
     GET  /form?lang=pl|en|uk   the form: category (the skill catalogue's information and
                                intervention topics), description, address and/or lat/lon,
-                               optional photo, contact for the answer, a hidden CSRF token
+                               optional photo, contact for the answer, optional phone for SMS,
+                               consent to be remembered (unchecked), a hidden CSRF token
     POST /form                 multipart; CSRF checked; answers a page with the reference
-                               number and a link to /status/<ref>
+                               number and the private link to /status/<ref>?key=<key>
     POST /api/v1/requests      the same as JSON (no photo); 201 {ref, status_url}
-    GET  /status/<ref>         public: reference, state, created date, category; never the
-                               description, contact, address or photo
+    GET  /status/<ref>         the state only (waiting, being handled, closed), in the language
+                               asked for or the city's; never anything the resident wrote
+    GET  /status/<ref>?key=K   with the request's own key: also when it was received, its
+                               category and the agents' answers (escaped text, oldest first),
+                               in the resident's language
 
-Submissions over the per-IP rate get 429; bad input 422 (400 for a body that is not a form or
-not JSON at all), a photo over the limit 413, a missing/forged/expired CSRF token 403. Nothing of
-a refused request is stored. Everything resident-supplied is stored as text and every page
-escapes what it shows.
+The status key: reference numbers are sequential (YYYY-NNNNNN), so anyone could walk through
+them; what a request holds beyond its state is shown only to whoever has its key. The key is 144
+random bits (for a form: derived from the served form's nonce with the CSRF secret, so sending
+the same form twice gives the same link), handed out once on the thank-you page or in the JSON
+answer; only its SHA-256 is stored (meta `status_key_sha256`), so a copy of the data does not
+open the pages.
+
+Answers: an agent's MESSAGE on a web-form interaction is queued (`router.outbox.submit`) in the
+outbox of the e-mail channel (an e-mail contact) or the SMS channel (a phone), whose workers send
+it. If that channel is not enabled, a failed delivery is recorded for the agent to see; the answer
+is still on the status page.
+
+Submissions over the per-IP rate (counted in Redis, shared by every process) get 429; bad input
+422 (400 for a body that is not a form or not JSON at all), a photo over the limit 413, a
+missing/forged/expired CSRF token 403. Nothing of a refused request is stored. Everything
+resident-supplied is stored as text and every page escapes what it shows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
 import html
 import json
 import logging
 import os
 import re
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +54,6 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
 
-from channels.webform.ratelimit import SlidingWindowLimiter
 from channels.webform.validation import (
     CsrfTokens,
     WebformRequest,
@@ -45,7 +65,8 @@ from router.config_webform import WebformConfig
 from router.errors import CitylineError
 from router.http.api.openapi import document_channel_route
 from router.http.app import json_error
-from router.models import Channel, Event, IntakeRequest
+from router.models import Channel, Event, EventType, IntakeRequest
+from router.outbox import OutboundJob, submit
 from router.service import RoutingService
 
 logger = logging.getLogger(__name__)
@@ -54,16 +75,23 @@ FORM_PATH = "/form"
 API_PATH = "/api/v1/requests"
 STATUS_PATH = "/status/{ref}"
 CATEGORY_KINDS = ("information", "intervention")
-FORM_FIELDS = frozenset({"category", "description", "address", "lat", "lon", "contact"})
+FORM_FIELDS = frozenset({"category", "description", "address", "lat", "lon", "contact", "phone",
+                         "consent"})
 MAX_FIELD_BYTES = 64 * 1024  # one text input; the description itself is limited in characters
 REF = re.compile(r"^[0-9]{4}-[0-9]{1,12}$")
+KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+KEY_META = "status_key_sha256"  # meta field: the SHA-256 (hex) of the request's status key
+RATE_WINDOW_S = 60.0  # rate_limit_per_ip counts submissions per address in this window
 
 TEXTS: dict[str, dict[str, str]] = {
     "pl": {
         "title": "Zgłoszenie do urzędu", "category": "Sprawa", "description": "Opis",
         "address": "Adres (opcjonalnie)", "lat": "Szerokość geogr. (opcjonalnie)",
         "lon": "Długość geogr. (opcjonalnie)", "photo": "Zdjęcie (opcjonalnie, JPEG/PNG/WebP)",
-        "contact": "E-mail lub telefon do odpowiedzi", "send": "Wyślij",
+        "contact": "E-mail lub telefon do odpowiedzi",
+        "phone": "Telefon do SMS (opcjonalnie)",
+        "consent": "Zapamiętaj mnie, aby urzędnicy widzieli moje wcześniejsze kontakty z urzędem",
+        "send": "Wyślij",
         "information": "Informacje", "intervention": "Zgłoszenia interwencyjne",
         "thanks": "Dziękujemy, zgłoszenie przyjęto", "ref": "Numer zgłoszenia",
         "status": "Sprawdź stan zgłoszenia", "state": "Stan", "created": "Przyjęto",
@@ -71,12 +99,19 @@ TEXTS: dict[str, dict[str, str]] = {
         "not_found": "Nie ma zgłoszenia o tym numerze",
         "st_waiting": "przyjęte, czeka na obsługę", "st_handling": "w trakcie obsługi",
         "st_closed": "zakończone",
+        "answers": "Odpowiedzi", "no_answers": "Nie ma jeszcze odpowiedzi.",
+        "keep_link": "Zachowaj ten link: tylko pod nim zobaczysz odpowiedzi.",
+        "private": "Odpowiedzi są widoczne tylko pod linkiem otrzymanym po wysłaniu zgłoszenia.",
+        "answer_subject": "[{ref}] Odpowiedź na zgłoszenie: {label}",
     },
     "en": {
         "title": "Request to the city hall", "category": "Matter", "description": "Description",
         "address": "Address (optional)", "lat": "Latitude (optional)",
         "lon": "Longitude (optional)", "photo": "Photo (optional, JPEG/PNG/WebP)",
-        "contact": "E-mail or phone for the answer", "send": "Send",
+        "contact": "E-mail or phone for the answer",
+        "phone": "Phone for SMS (optional)",
+        "consent": "Remember me so agents can see my earlier contacts with the city",
+        "send": "Send",
         "information": "Information", "intervention": "Reports",
         "thanks": "Thank you, your request was received", "ref": "Reference number",
         "status": "Check the status of your request", "state": "Status", "created": "Received",
@@ -84,12 +119,20 @@ TEXTS: dict[str, dict[str, str]] = {
         "not_found": "There is no request with this number",
         "st_waiting": "received, waiting", "st_handling": "being handled",
         "st_closed": "closed",
+        "answers": "Answers", "no_answers": "No answer yet.",
+        "keep_link": "Keep this link: the answers are shown only there.",
+        "private": "The answers are shown only at the link you received when you sent the "
+                   "request.",
+        "answer_subject": "[{ref}] Answer to your request: {label}",
     },
     "uk": {
         "title": "Звернення до міської ради", "category": "Питання", "description": "Опис",
         "address": "Адреса (необов’язково)", "lat": "Широта (необов’язково)",
         "lon": "Довгота (необов’язково)", "photo": "Фото (необов’язково, JPEG/PNG/WebP)",
-        "contact": "E-mail або телефон для відповіді", "send": "Надіслати",
+        "contact": "E-mail або телефон для відповіді",
+        "phone": "Телефон для SMS (необов’язково)",
+        "consent": "Запам’ятати мене, щоб працівники бачили мої попередні звернення до міста",
+        "send": "Надіслати",
         "information": "Інформація", "intervention": "Повідомлення про проблеми",
         "thanks": "Дякуємо, звернення прийнято", "ref": "Номер звернення",
         "status": "Перевірити стан звернення", "state": "Стан", "created": "Прийнято",
@@ -97,6 +140,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "not_found": "Звернення з таким номером немає",
         "st_waiting": "прийняте, очікує", "st_handling": "опрацьовується",
         "st_closed": "завершене",
+        "answers": "Відповіді", "no_answers": "Відповіді ще немає.",
+        "keep_link": "Збережіть це посилання: лише за ним видно відповіді.",
+        "private": "Відповіді видно лише за посиланням, отриманим після надсилання звернення.",
+        "answer_subject": "[{ref}] Відповідь на ваше звернення: {label}",
     },
 }
 STATE_TEXT = {"new": "st_waiting", "queued": "st_waiting", "offered": "st_waiting",
@@ -114,15 +161,16 @@ class Refused(Exception):
 
 
 class WebformAdapter:
-    """One per cityline process: `setup_routes(app)` before the app starts; `start`/`stop`
-    and `handle_event` exist for the channel lifecycle and have nothing to do yet (answers to
-    form requests go out through the e-mail or SMS channel of the contact given)."""
+    """One per cityline process: `setup_routes(app)` before the app starts; `handle_event` is
+    fed by the EventFeed of the `webform` channel and hands agents' answers to the e-mail or SMS
+    outbox of the contact given (the web form has no transport of its own)."""
 
     name = "webform"
     channel = "webform"
 
     def __init__(self, service: RoutingService, cfg: Any, form_cfg: WebformConfig,
-                 data_dir: Path, *, env: Mapping[str, str] | None = None) -> None:
+                 data_dir: Path, *, env: Mapping[str, str] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         env = os.environ if env is None else env
         self.service = service
         self.cfg = cfg  # the whole CitylineConfig: city languages, skills
@@ -135,7 +183,8 @@ class WebformAdapter:
                            form_cfg.csrf_secret_env)
         self.csrf = CsrfTokens(secret.encode() if secret else secrets.token_bytes(32),
                                form_cfg.csrf_max_age_s)
-        self.limiter = SlidingWindowLimiter(form_cfg.rate_limit_per_ip)
+        self.state = service.channel_state(Channel.webform)
+        self.clock = clock  # wall-clock seconds: the rate windows are shared between processes
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -146,7 +195,52 @@ class WebformAdapter:
         return None
 
     async def handle_event(self, event: Event, interaction: dict[str, str]) -> None:
-        return None
+        """An agent's message is the answer to the request: hand it to the resident's channel.
+        (COMPLETEAGENT and the rest need nothing: the status page reads the state itself.)"""
+        if event.type != EventType.MESSAGE or (event.model_extra or {}).get("from") != "agent":
+            return
+        ix_id = event.ix
+        messages = await self.service.store.messages(ix_id)
+        for index, m in enumerate(messages, start=1):
+            if m.get("from") == "agent" and int(m.get("t") or 0) == event.time_ms:
+                await self.answer(ix_id, index, interaction, str(m.get("text") or ""))
+
+    async def answer(self, ix_id: str, index: int, interaction: dict[str, str],
+                     text: str) -> None:
+        """Queue conversation message `index` of `ix_id` once for the resident's e-mail or
+        phone, or record why it cannot be sent. Idempotent: the outbox takes a message once."""
+        meta = _json_dict(interaction.get("meta"))
+        contact = str(meta.get("contact") or interaction.get("resident") or "")
+        lang = interaction.get("language") or self.cfg.city.default_language
+        ref = interaction.get("ref", "")
+        item = str(index)
+        if "@" in contact:
+            via, enabled, what = "email", self.cfg.channels.email.enabled, "e-mail"
+            subject = _texts(lang)["answer_subject"].format(
+                ref=ref, label=self.label(interaction.get("topic", ""), lang))
+            payload = {"ref": ref, "language": lang, "subject": subject}
+        elif contact.startswith("+"):
+            via, enabled, what = "sms", self.cfg.channels.sms.enabled, "SMS"
+            payload = {"ref": ref, "language": lang}
+        else:
+            await self._undeliverable(ix_id, item, contact, "",
+                                      "the request has no e-mail or phone for the answer")
+            return
+        if not enabled:
+            await self._undeliverable(ix_id, item, contact, via,
+                                      f"the {what} channel is not enabled")
+            return
+        job = OutboundJob(ix_id=ix_id, item=item, to=contact, text=text, payload=payload)
+        if await submit(self.service.channel_state(via), job):
+            logger.info("webform: answer %s of %s (%s) queued for %s", item, ix_id, ref, via)
+
+    async def _undeliverable(self, ix_id: str, item: str, to: str, via: str,
+                             error: str) -> None:
+        logger.warning("webform: answer %s of %s cannot be sent to the resident: %s "
+                       "(it is shown on the status page only)", item, ix_id, error)
+        await self.state.set_delivery(ix_id, item, {
+            "status": "failed", "to": to, "via": via, "attempts": 0, "error": error,
+            "at_ms": int(time.time() * 1000)})
 
     def setup_routes(self, app: web.Application) -> None:
         app.router.add_get(FORM_PATH, self.form_page)
@@ -208,6 +302,9 @@ class WebformAdapter:
             f'<label>{_e(t["photo"])}<input name="photo" type="file" '
             'accept="image/jpeg,image/png,image/webp"></label>'
             f'<label>{_e(t["contact"])}<input name="contact" required maxlength="320"></label>'
+            f'<label>{_e(t["phone"])}<input name="phone" type="tel" maxlength="320"></label>'
+            '<label class="check"><input name="consent" type="checkbox" value="yes"> '
+            f'{_e(t["consent"])}</label>'
             f'<button type="submit">{_e(t["send"])}</button></form>'
         )
         return _page(lang, t["title"], body)
@@ -215,7 +312,7 @@ class WebformAdapter:
     async def form_submit(self, request: web.Request) -> web.Response:
         lang = self.language(request)
         try:
-            self._rate(request)
+            await self._rate(request)
             fields, photo = await self._read_multipart(request)
             bad = self.csrf.check(fields.pop("csrf_token", None))
             if bad:
@@ -231,7 +328,7 @@ class WebformAdapter:
                 if kind is None:
                     raise Refused(422, "bad_photo", "the photo is not a "
                                   + "/".join(self.form_cfg.photo_types).upper() + " image")
-            ref = await self._create(form, photo, kind, external_id=nonce)
+            ref, key = await self._create(form, photo, kind, external_id=nonce)
         except Refused as exc:
             self._log_refusal(request, exc)
             t = _texts(lang)
@@ -241,10 +338,11 @@ class WebformAdapter:
                     + f'<p><a href="{FORM_PATH}?lang={_e(lang)}">{_e(t["back"])}</a></p>')
             return _page(lang, t["error"], body, status=exc.status)
         t = _texts(lang)
-        url = _status_url(ref, lang)
+        url = _status_url(ref, key, lang)
         body = (f'<p>{_e(t["ref"])}: <strong class="ref">{_e(ref)}</strong></p>'
-                f'<p><a href="{_e(url)}">{_e(t["status"])}</a></p>')
-        return _page(lang, t["thanks"], body)
+                f'<p><a href="{_e(url)}">{_e(t["status"])}</a></p>'
+                f'<p>{_e(t["keep_link"])}</p>')
+        return _page(lang, t["thanks"], body, private=True)
 
     async def _read_multipart(self, request: web.Request) -> tuple[dict[str, str], bytes | None]:
         fields: dict[str, str] = {}
@@ -291,7 +389,7 @@ class WebformAdapter:
         # permission; so a foreign page cannot make a resident's browser submit this.
         # Requiring the JSON content type is what makes that hold.
         try:
-            self._rate(request)
+            await self._rate(request)
             if request.content_type != "application/json":
                 raise Refused(415, "unsupported_media_type", "send application/json")
             raw = await request.read()
@@ -304,19 +402,23 @@ class WebformAdapter:
             if not isinstance(data, dict):
                 raise Refused(422, "invalid_body", "the body must be a JSON object")
             form = self._validate(data)
-            ref = await self._create(form, None, None)
+            ref, key = await self._create(form, None, None)
         except Refused as exc:
             self._log_refusal(request, exc)
             return json_error(exc.status, exc.code, str(exc), details=exc.details)
-        return web.json_response({"ref": ref, "status_url": _status_url(ref)}, status=201)
+        return web.json_response({"ref": ref, "status_url": _status_url(ref, key)}, status=201,
+                                 headers={"Cache-Control": "no-store"})
 
     # --- shared -------------------------------------------------------------------------
 
-    def _rate(self, request: web.Request) -> None:
+    async def _rate(self, request: web.Request) -> None:
         # request.remote is the peer; behind a proxy, aiohttp must be told to trust its
-        # X-Forwarded-For (or every resident shares the proxy's limit)
+        # X-Forwarded-For (or every resident shares the proxy's limit). Counted in Redis per
+        # minute, so every process shares one limit; refused tries count too, so an address
+        # that keeps flooding stays refused until it pauses for a minute.
         ip = request.remote or "?"
-        if not self.limiter.allow(ip):
+        count = await self.state.hit(f"ip:{ip}", RATE_WINDOW_S, now_s=self.clock())
+        if count > self.form_cfg.rate_limit_per_ip:
             raise Refused(429, "too_many_requests",
                           f"more than {self.form_cfg.rate_limit_per_ip} requests a minute")
 
@@ -329,9 +431,21 @@ class WebformAdapter:
             raise Refused(422, "invalid_request", "the request is not valid",
                           details=details) from None
 
+    def _status_key(self, nonce: str) -> str:
+        """The secret of a request's status link: random, or for a served form derived from
+        its nonce (sending the same form again must show the same link)."""
+        if not nonce:
+            return secrets.token_urlsafe(18)
+        mac = hmac.new(self.csrf.secret, f"status:{nonce}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac[:18]).decode()
+
     async def _create(self, form: WebformRequest, photo: bytes | None, kind: str | None,
-                      *, external_id: str = "") -> str:
-        meta: dict[str, str | float] = {"contact": form.contact}
+                      *, external_id: str = "") -> tuple[str, str]:
+        """Queue the request; returns its reference number and status key."""
+        key = self._status_key(external_id)
+        meta: dict[str, str | float] = {"contact": form.contact, KEY_META: _digest(key)}
+        if form.phone:
+            meta["phone"] = form.phone
         if form.address:
             meta["address"] = form.address
         if form.lat is not None and form.lon is not None:
@@ -349,7 +463,8 @@ class WebformAdapter:
             channel=Channel.webform, queue=self.form_cfg.queue, topic=form.category,
             language=language, resident=form.contact,
             subject=self.label(form.category, language), body=form.description,
-            external_id=external_id or None, meta=meta)
+            external_id=external_id or None, meta=meta, contacts=form.contacts,
+            consent=form.consent)
         try:
             res = await self.service.create_interaction(req)
         except BaseException:
@@ -363,7 +478,7 @@ class WebformAdapter:
                 await asyncio.to_thread(_remove, incoming)  # a repeat keeps the first photo
         logger.info("webform: request %s (%s) queued as %s%s", res.ref, form.category, res.id,
                     "" if res.created else " (repeat)")
-        return res.ref
+        return res.ref, key
 
     def _log_refusal(self, request: web.Request, exc: Refused) -> None:
         logger.warning("webform: %s %s from %s refused: %s %s (%s)", request.method,
@@ -372,6 +487,7 @@ class WebformAdapter:
     # --- status -------------------------------------------------------------------------
 
     async def status_page(self, request: web.Request) -> web.Response:
+        """The state for anyone with the reference; the rest only with the request's key."""
         ref = request.match_info["ref"]
         ix: dict[str, str] | None = None
         if REF.match(ref):
@@ -383,16 +499,68 @@ class WebformAdapter:
             lang = self.language(request)
             t = _texts(lang)
             return _page(lang, t["not_found"], f"<p>{_e(ref)}</p>", status=404)
+        meta = _json_dict(ix.get("meta"))
+        if not _key_opens(request.query.get("key", ""), meta.get(KEY_META)):
+            # a stranger may have guessed the number: not even the resident's language
+            lang = self.language(request)
+            t = _texts(lang)
+            rows = [(t["ref"], ref), (t["state"], self._state(ix, t))]
+            body = _rows(rows) + f'<p>{_e(t["private"])}</p>'
+            return _page(lang, t["status"], body)
         lang = self.language(request, ix.get("language", ""))
         t = _texts(lang)
-        created = datetime.fromtimestamp(int(ix.get("created_ms") or 0) / 1000,
-                                         self.cfg.city.tzinfo())
-        state = t[STATE_TEXT.get(ix.get("state", ""), "st_closed")]
-        rows = [(t["ref"], ref), (t["state"], state),
+        tz = self.cfg.city.tzinfo()
+        created = datetime.fromtimestamp(int(ix.get("created_ms") or 0) / 1000, tz)
+        rows = [(t["ref"], ref), (t["state"], self._state(ix, t)),
                 (t["created"], created.strftime("%Y-%m-%d %H:%M")),
                 (t["category"], self.label(ix.get("topic", ""), lang))]
-        body = "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows) + "</dl>"
-        return _page(lang, t["status"], body)
+        answers = [m for m in await self.service.store.messages(ix["id"])
+                   if m.get("from") == "agent"]
+        items = "".join(
+            f'<li><time>{_e(_when(m.get("t"), tz))}</time>'
+            f'<p class="answer">{_e(m.get("text") or "")}</p></li>'
+            for m in answers)  # stored order: the newest last
+        body = (_rows(rows) + f'<h2>{_e(t["answers"])}</h2>'
+                + (f'<ol class="answers">{items}</ol>' if items
+                   else f'<p>{_e(t["no_answers"])}</p>'))
+        return _page(lang, t["status"], body, private=True)
+
+    @staticmethod
+    def _state(ix: dict[str, str], t: dict[str, str]) -> str:
+        return t[STATE_TEXT.get(ix.get("state", ""), "st_closed")]
+
+
+def _rows(rows: list[tuple[str, str]]) -> str:
+    return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows) + "</dl>"
+
+
+def _when(t_ms: Any, tz: Any) -> str:
+    try:
+        return datetime.fromtimestamp(int(t_ms) / 1000, tz).strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return ""
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _key_opens(key: str, stored: Any) -> bool:
+    """Does `key` open the request whose meta holds `stored` (a SHA-256 hex)? A request made
+    before keys existed has none and is opened by no key."""
+    if not isinstance(stored, str) or not stored or not KEY.match(key):
+        return False
+    return hmac.compare_digest(_digest(key), stored)
+
+
+def _json_dict(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _with_nonce(fields: dict[str, str]) -> dict[str, str]:
@@ -433,27 +601,34 @@ def _texts(lang: str) -> dict[str, str]:
     return TEXTS.get(lang, TEXTS["en"])
 
 
-def _status_url(ref: str, lang: str = "") -> str:
-    return f"/status/{ref}" + (f"?lang={lang}" if lang else "")
+def _status_url(ref: str, key: str, lang: str = "") -> str:
+    """The resident's private link to the request (relative: the site's own origin)."""
+    return f"/status/{ref}?key={key}" + (f"&lang={lang}" if lang else "")
 
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _page(lang: str, title: str, body: str, *, status: int = 200) -> web.Response:
-    """A whole page; `body` is markup already escaped by the caller."""
+def _page(lang: str, title: str, body: str, *, status: int = 200,
+          private: bool = False) -> web.Response:
+    """A whole page; `body` is markup already escaped by the caller. A `private` page (it holds
+    or links with a status key) is never cached, and no search engine keeps it."""
     text = (
         f'<!doctype html><html lang="{_e(lang)}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title>"
         "<style>body{font-family:sans-serif;max-width:40rem;margin:1rem auto;padding:0 1rem}"
         "label{display:block;margin:.8rem 0}input,select,textarea{display:block;width:100%}"
+        "label.check input{display:inline;width:auto}.answer{white-space:pre-wrap}"
         "</style></head>"
         f"<body><h1>{_e(title)}</h1>{body}</body></html>"
     )
+    headers = {"Content-Security-Policy": "default-src 'self'; "
+               "style-src 'unsafe-inline'; frame-ancestors 'none'",
+               "X-Content-Type-Options": "nosniff",
+               "Referrer-Policy": "no-referrer"}
+    if private:
+        headers |= {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
     return web.Response(text=text, status=status, content_type="text/html", charset="utf-8",
-                        headers={"Content-Security-Policy": "default-src 'self'; "
-                                 "style-src 'unsafe-inline'; frame-ancestors 'none'",
-                                 "X-Content-Type-Options": "nosniff",
-                                 "Referrer-Policy": "no-referrer"})
+                        headers=headers)

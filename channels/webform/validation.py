@@ -77,10 +77,15 @@ class WebformRequest(BaseModel):
     address: str | None = Field(None, max_length=MAX_ADDRESS)
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
-    contact: str = Field(min_length=3, max_length=MAX_CONTACT, description="e-mail or phone")
+    contact: str = Field(min_length=3, max_length=MAX_CONTACT,
+                         description="e-mail or phone: where the agent's answer is sent")
+    phone: str | None = Field(None, max_length=MAX_CONTACT,
+                              description="optional further phone number (for SMS)")
     language: str | None = Field(None, max_length=8)
+    consent: bool = Field(False, description="remember the resident so agents can see their "
+                          "earlier contacts with the city")
 
-    @field_validator("address", "lat", "lon", "language", mode="before")
+    @field_validator("address", "lat", "lon", "language", "phone", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         # an HTML form sends every input, empty ones as ""
@@ -88,7 +93,12 @@ class WebformRequest(BaseModel):
             return None
         return value
 
-    @field_validator("description", "address", "contact", "category")
+    @field_validator("consent", mode="before")
+    @classmethod
+    def _blank_is_false(cls, value: Any) -> Any:
+        return False if value is None or value == "" else value
+
+    @field_validator("description", "address", "contact", "phone", "category")
     @classmethod
     def _no_controls(cls, value: str | None) -> str | None:
         if value is not None and CONTROL.search(value):
@@ -122,6 +132,20 @@ class WebformRequest(BaseModel):
     @classmethod
     def _contact(cls, value: str, info: ValidationInfo) -> str:
         return normalise_contact(value, (info.context or {}).get("region", "PL"))
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if "@" in value:
+            raise ValueError("give a phone number here")
+        return normalise_contact(value, (info.context or {}).get("region", "PL"))
+
+    @property
+    def contacts(self) -> list[str]:
+        """Further ways to reach the resident than `contact` (the optional phone)."""
+        return [self.phone] if self.phone and self.phone != self.contact else []
 
     @model_validator(mode="after")
     def _both_coordinates(self) -> WebformRequest:
