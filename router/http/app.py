@@ -219,4 +219,9 @@ def create_app(
     # ---- HTTP API (/api/v1), agent desktop, supervisor wall: register their routes here ----
     for setup in extra_setup:
         setup(app)
+    # the web pages (login, supervisor wall) use the API's auth and statistics: registered here,
+    # after the API, and only when it is (router/web/pages.py setup_web)
+    from router.web import setup_web
+
+    setup_web(app)
     return app
