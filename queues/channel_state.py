@@ -42,6 +42,28 @@ return out
 """
 
 
+# Writing a delivery record never steps back: a gateway's receipt ("delivered") may arrive before
+# the sender has recorded "sent"; the later, lower status is then dropped.
+_SET_DELIVERY = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local ok, old = pcall(cjson.decode, cur)
+  if ok and type(old) == 'table' then
+    local ranks = cjson.decode(ARGV[4])
+    local old_rank = ranks[tostring(old.status)] or 0
+    if old_rank > tonumber(ARGV[3]) then return 0 end
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], 7776000)
+return 1
+"""
+
+# How far along a delivery is: a record is never replaced by one of a lower rank.
+DELIVERY_RANKS = {"queued": 0, "retrying": 1, "sending": 1, "sent": 2, "delivered": 3,
+                  "undelivered": 3, "failed": 3, "opted_out": 3}
+
+
 class ChannelStateStore:
     """Redis operations behind `router.channel_state.ChannelState`."""
 
@@ -49,6 +71,7 @@ class ChannelStateStore:
         self.redis = redis
         self.keys = keys
         self._take_due = redis.register_script(_TAKE_DUE)
+        self._set_delivery = redis.register_script(_SET_DELIVERY)
 
     # --- one-time claims ----------------------------------------------------------------
 
@@ -161,12 +184,14 @@ class ChannelStateStore:
 
     # --- delivery records ---------------------------------------------------------------
 
-    async def set_delivery(self, ix_id: str, item: str, record: dict[str, Any]) -> None:
-        key = self.keys.deliveries(ix_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, item, json.dumps(record))
-            pipe.expire(key, 90 * 86_400)
-            await pipe.execute()
+    async def set_delivery(self, ix_id: str, item: str, record: dict[str, Any]) -> bool:
+        """Write the record unless the stored one is further along (see DELIVERY_RANKS);
+        False when it was dropped for that reason."""
+        rank = DELIVERY_RANKS.get(str(record.get("status")), 0)
+        done = await self._set_delivery(
+            keys=[self.keys.deliveries(ix_id)],
+            args=[item, json.dumps(record), rank, json.dumps(DELIVERY_RANKS)])
+        return bool(done)
 
     async def deliveries(self, ix_id: str) -> dict[str, dict[str, Any]]:
         data = await self.redis.hgetall(self.keys.deliveries(ix_id))

@@ -71,8 +71,10 @@ class ChannelState:
                                                   time.time() if now_s is None else now_s)
 
     # delivery records of what was sent to the resident, by conversation message index
-    async def set_delivery(self, ix_id: str, item: str, record: dict[str, Any]) -> None:
-        await self.store.set_delivery(ix_id, item, {"channel": self.channel, **record})
+    async def set_delivery(self, ix_id: str, item: str, record: dict[str, Any]) -> bool:
+        """Record how sending went; a record never steps back (a receipt saying "delivered"
+        is not replaced by the sender's later "sent"): False when dropped for that."""
+        return await self.store.set_delivery(ix_id, item, {"channel": self.channel, **record})
 
     async def deliveries(self, ix_id: str) -> dict[str, dict[str, Any]]:
         return await self.store.deliveries(ix_id)

@@ -1,7 +1,9 @@
 """The `channels.sms` block: inbound webhooks, the outbound HTTP gateway, threading and limits.
 
 Secrets are never in the file: each `*_env` field names the environment variable that holds the
-secret (the generic webhook's shared HMAC secret, Twilio's auth token, the gateway's token).
+secret (the generic webhook's shared HMAC secret, Twilio's auth token, the gateway's token). The
+generic webhooks' secret, when its variable is unset, is generated once into
+`<data_dir>/sms-webhook-secret` (mode 0600) and read from there on later starts.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class SmsRetryConfig(Section):
-    """How an outbound message the gateway did not take is tried again."""
+    """How an outbound message the gateway did not take is tried again (the SMS outbox's
+    `router.outbox.RetryPolicy`: the pause after try n is backoff_s * 2^(n-1), capped)."""
 
     attempts: int = Field(6, ge=1, le=50, description="tries in all, the first one included")
     backoff_s: float = Field(
@@ -38,13 +41,15 @@ class SmsConfig(Section):
         "CITYLINE_SMS_WEBHOOK_SECRET",
         pattern=ENV_NAME,
         description="NAME of the environment variable holding the shared secret of the generic "
-        "JSON webhook (header X-Cityline-Signature: sha256=<hex HMAC-SHA256 of the raw body>)",
+        "JSON webhooks, inbound and delivery status (header X-Cityline-Signature: "
+        "sha256=<hex HMAC-SHA256 of the raw body>). Unset: a secret generated once into "
+        "<data_dir>/sms-webhook-secret (mode 0600) is used",
     )
     twilio_auth_token_env: str = Field(
         "CITYLINE_SMS_TWILIO_TOKEN",
         pattern=ENV_NAME,
         description="NAME of the environment variable holding the Twilio auth token that signs "
-        "form posts (X-Twilio-Signature)",
+        "form posts and status callbacks (X-Twilio-Signature); unset: both are refused",
     )
     public_url: str = Field(
         "",
@@ -53,7 +58,10 @@ class SmsConfig(Section):
         "the request as received",
     )
     gateway_url: str = Field(
-        "", description="outbound gateway endpoint: POST JSON {to, from, text, reference}"
+        "",
+        description="outbound gateway endpoint: POST JSON {to, from, text, reference}; a 2xx "
+        "answer may give the gateway's message id as `id` (or `sid`), which its delivery "
+        "receipts name",
     )
     gateway_token_env: str = Field(
         "CITYLINE_SMS_GATEWAY_TOKEN",
@@ -83,5 +91,12 @@ class SmsConfig(Section):
         gt=0,
         le=3600,
         description="a multi-part message still incomplete after this is taken as it is",
+    )
+    receipt_window_s: float = Field(
+        7 * 86_400.0,
+        gt=0,
+        le=30 * 86_400,
+        description="how long after sending a delivery receipt of a message is still taken "
+        "(the link from the gateway's message id back to the message is kept this long)",
     )
     retry: SmsRetryConfig = Field(default_factory=SmsRetryConfig)

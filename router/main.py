@@ -414,7 +414,8 @@ class Cityline:
         if self.config.channels.sms.enabled:
             from channels.sms.adapter import SmsAdapter
 
-            adapters.append(SmsAdapter(self.service, self.config.channels.sms))
+            adapters.append(SmsAdapter(self.service, self.config.channels.sms,
+                                       self.config.data_dir))
         self.adapters = adapters
         components: list[tuple[str, ComponentRun]] = []
         for adapter in adapters:

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from router.channel_state import ChannelState
+from router.tasks import cancel_for_sure
 
 logger = logging.getLogger(__name__)
 
@@ -173,10 +174,10 @@ class Outbox:
                 logger.info("%s outbox: %d messages to send from before", self.channel, waiting)
 
     async def stop(self) -> None:
+        """Stop the worker (a send in progress is cut short: its job is leased and will be
+        taken again after `lease_s`)."""
         if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            await cancel_for_sure(self._worker)
             self._worker = None
 
     def kick(self) -> None:

@@ -136,3 +136,14 @@ async def _status(service: RoutingService, ix_id: str, item: str, want: str) -> 
 @pytest.mark.parametrize("attempts,expected", [(1, 2.0), (2, 4.0), (9, 300.0)])
 def test_backoff_doubles_up_to_the_limit(attempts: int, expected: float) -> None:
     assert RetryPolicy().pause_after(attempts) == expected
+
+
+async def test_a_delivery_record_never_steps_back(service: RoutingService) -> None:
+    """A receipt may overtake the sender: "delivered" stays when "sent" is written after it."""
+    state = service.channel_state("sms")
+    assert await state.set_delivery("ix5", "1", {"status": "queued"})
+    assert await state.set_delivery("ix5", "1", {"status": "delivered"})
+    assert not await state.set_delivery("ix5", "1", {"status": "sent"})
+    assert (await service.deliveries("ix5"))["1"]["status"] == "delivered"
+    assert await state.set_delivery("ix5", "2", {"status": "retrying"})
+    assert await state.set_delivery("ix5", "2", {"status": "failed", "error": "x"})

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from channels.sms.state import SmsRedisState
-from queues import errors as store_errors
+from router.channel_state import ChannelState
 from router.config_sms import SmsConfig
 from router.errors import CitylineError
 from router.models import Channel, IntakeRequest
@@ -36,6 +35,13 @@ OPT_OUT = frozenset({"STOP", "STOP ALL", "STOPALL", "UNSUBSCRIBE", "CANCEL", "EN
 OPT_IN = frozenset({"START", "UNSTOP", "YES"})
 OPEN_STATES = frozenset({"queued", "offered", "connected"})
 MISSING_PART = "[…]"
+
+# What the channel keeps in its `ChannelState` (router.channel_state)
+OPTED_OUT = "opted_out"  # flag: numbers that sent STOP
+WEBHOOK = "webhook"  # claim: gateway message ids already taken
+THREAD = "thread"  # link: number -> {ix, last} of its open conversation
+SEEN_TTL_S = 3 * 86_400  # gateways retry a webhook for hours at most
+RATE_WINDOW_S = 60.0
 
 
 # --- signatures -----------------------------------------------------------------------------
@@ -157,7 +163,7 @@ class Outcome:
 class Inbound:
     """What an accepted inbound SMS does to the router."""
 
-    def __init__(self, service: RoutingService, cfg: SmsConfig, state: SmsRedisState) -> None:
+    def __init__(self, service: RoutingService, cfg: SmsConfig, state: ChannelState) -> None:
         self.service = service
         self.cfg = cfg
         self.state = state
@@ -165,29 +171,29 @@ class Inbound:
         self._locks = [asyncio.Lock() for _ in range(64)]
 
     async def receive(self, sms: InboundSms) -> Outcome:
-        if await self.state.seen(sms.msg_id):
+        if await self.state.claimed(WEBHOOK, sms.msg_id):
             return Outcome("duplicate", await self.service.find_external(SMS, sms.msg_id) or "")
-        if await self.state.hit(sms.number) > self.cfg.rate_limit:
+        if await self.state.hit(sms.number, RATE_WINDOW_S) > self.cfg.rate_limit:
             logger.warning("sms: rate limit of %d/min exceeded by %s; message %s refused",
                            self.cfg.rate_limit, sms.number, sms.msg_id)
             return Outcome("rate_limited")
-        if not await self.state.claim(sms.msg_id):
+        if not await self.state.claim(WEBHOOK, sms.msg_id, SEEN_TTL_S):
             return Outcome("duplicate", await self.service.find_external(SMS, sms.msg_id) or "")
         try:
             return await self._receive(sms)
         except BaseException:
-            await self.state.release(sms.msg_id)  # a retry of the webhook may succeed
+            await self.state.release(WEBHOOK, sms.msg_id)  # a retry of the webhook may succeed
             raise
 
     async def _receive(self, sms: InboundSms) -> Outcome:
         kw = keyword(sms.text) if sms.parts is None else None
         if kw == "stop":
-            await self.state.opt_out(sms.number)
+            await self.state.set_flag(OPTED_OUT, sms.number)
             logger.info("sms: %s opted out", sms.number)
             await self._note_in_thread(sms.number, sms.text)
             return Outcome("opted_out")
         if kw == "start":
-            await self.state.opt_in(sms.number)
+            await self.state.set_flag(OPTED_OUT, sms.number, False)
             logger.info("sms: %s opted in again", sms.number)
             await self._note_in_thread(sms.number, sms.text)
             return Outcome("opted_in")
@@ -195,7 +201,8 @@ class Inbound:
             ref = f"{sms.number}:{sms.parts.ref}"
             part = {"id": sms.msg_id, "text": sms.text, "to": sms.to}
             deadline = time.time() + self.cfg.parts_timeout_s
-            n = await self.state.add_part(ref, sms.parts.index, sms.parts.total, part, deadline)
+            n = await self.state.add_fragment(ref, sms.parts.index, sms.parts.total, part,
+                                              deadline)
             if n < sms.parts.total:
                 return Outcome("part_stored")
             return await self.assemble(ref) or Outcome("part_stored")
@@ -203,7 +210,7 @@ class Inbound:
 
     async def assemble(self, ref: str, *, overdue: bool = False) -> Outcome | None:
         """Join the stored parts of `ref` in order (a missing one marked) and deliver them."""
-        taken = await self.state.take_parts(ref)
+        taken = await self.state.take_fragments(ref)
         if taken is None:
             return None  # another request or process assembles it
         total, parts = taken
@@ -223,17 +230,29 @@ class Inbound:
             return await self._thread_or_create(number, text, msg_id)
 
     async def _open_thread(self, number: str) -> str | None:
-        found = await self.state.thread(number)
-        if found is None:
-            return None
-        ix_id, last = found
+        found = await self.state.link(THREAD, number)
+        ix_id = found.get("ix", "")
+        try:
+            last = float(found.get("last") or 0)
+        except ValueError:
+            last = 0.0
         if not ix_id or time.time() - last > self.cfg.thread_window_s:
             return None
+        ix = await self._interaction(ix_id)
+        return ix_id if ix is not None and ix.get("state") in OPEN_STATES else None
+
+    async def _interaction(self, ix_id: str) -> dict[str, str] | None:
         try:
-            ix = await self.service.store.interaction(ix_id)
-        except store_errors.NotFoundError:
-            return None
-        return ix_id if ix.get("state") in OPEN_STATES else None
+            return await self.service.store.interaction(ix_id)
+        except Exception as exc:
+            # the store's NotFoundError, known by its code: channels do not import `queues`
+            if getattr(exc, "code", None) == "not_found":
+                return None
+            raise
+
+    async def _set_thread(self, number: str, ix_id: str, at_s: float) -> None:
+        await self.state.set_link(THREAD, number, {"ix": ix_id, "last": repr(at_s)},
+                                  self.cfg.thread_window_s + 60)
 
     async def _thread_or_create(self, number: str, text: str, msg_id: str) -> Outcome:
         now = time.time()
@@ -244,13 +263,13 @@ class Inbound:
             except CitylineError:
                 ix_id = None  # closed meanwhile: a new conversation
             else:
-                await self.state.set_thread(number, ix_id, now, self.cfg.thread_window_s)
+                await self._set_thread(number, ix_id, now)
                 return Outcome("joined", ix_id)
         enq = await self.service.create_interaction(IntakeRequest(
             channel=SMS, queue=self.cfg.queue, resident=number, body=text, external_id=msg_id,
             meta={"sms_message_id": msg_id},
         ))
-        await self.state.set_thread(number, enq.id, now, self.cfg.thread_window_s)
+        await self._set_thread(number, enq.id, now)
         return Outcome("created", enq.id)
 
     async def _note_in_thread(self, number: str, text: str) -> None:
@@ -264,7 +283,7 @@ class Inbound:
     async def flush_overdue(self) -> int:
         """Deliver multi-part messages whose parts stopped coming; returns how many."""
         n = 0
-        for ref in await self.state.overdue_parts(time.time()):
+        for ref in await self.state.overdue_fragments(time.time()):
             if await self.assemble(ref, overdue=True) is not None:
                 n += 1
         return n

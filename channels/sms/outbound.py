@@ -1,4 +1,5 @@
-"""Outbound SMS: split a reply into segments and POST them to the gateway, with retries.
+"""Outbound SMS: split a reply into segments and POST them to the gateway (the retries are the
+router's persistent outbox, see adapter.py).
 
 Segments: a text wholly in the GSM 03.38 alphabet is sent as GSM-7 (160 septets in one message,
 153 per part of a concatenated one; characters of the extension table take two septets and are
@@ -8,9 +9,8 @@ per part; surrogate pairs never split).
 
 from __future__ import annotations
 
+import json
 import logging
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -79,45 +79,17 @@ def _at_word_breaks(chunks: list[str], part: int, gsm: bool) -> list[str]:
 
 
 class GatewayError(Exception):
+    """The gateway did not take a segment; `permanent` if trying again cannot help."""
+
     def __init__(self, message: str, *, permanent: bool) -> None:
         super().__init__(message)
         self.permanent = permanent
 
 
-@dataclass
-class OutboundJob:
-    """One agent message to one resident: its segments, how far it got, how often it failed."""
-
-    ix_id: str
-    msg_index: int
-    to: str
-    segments: list[str]
-    truncated: bool = False
-    sent: int = 0
-    attempts: int = 0
-    gateway_ids: list[str] = field(default_factory=list)
-    last_error: str = ""
-
-    @property
-    def reference(self) -> str:
-        return f"{self.ix_id}:{self.msg_index}"
-
-    def record(self, status: str) -> dict[str, Any]:
-        return {
-            "status": status,
-            "to": self.to,
-            "segments": len(self.segments),
-            "sent": self.sent,
-            "attempts": self.attempts,
-            "truncated": self.truncated,
-            "gateway_ids": self.gateway_ids,
-            "error": self.last_error,
-            "t": int(time.time() * 1000),
-        }
-
-
 class Gateway:
-    """The outbound HTTP API: POST JSON {to, from, text, reference} with a bearer token."""
+    """The outbound HTTP API: POST JSON {to, from, text, reference, parts?} with a bearer
+    token; a 2xx answer may carry the gateway's message id (`id`, or Twilio's `sid`), which its
+    delivery receipts name later."""
 
     def __init__(self, session: aiohttp.ClientSession, url: str, token: str, sender: str,
                  timeout_s: float) -> None:
@@ -127,42 +99,31 @@ class Gateway:
         self.sender = sender
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
 
-    async def send_segment(self, job: OutboundJob, index: int) -> str:
-        body: dict[str, Any] = {
-            "to": job.to,
-            "from": self.sender,
-            "text": job.segments[index],
-            "reference": f"{job.reference}:{index + 1}",
-        }
-        if len(job.segments) > 1:
-            body["parts"] = {"ref": job.reference, "index": index + 1,
-                             "total": len(job.segments)}
+    async def send_segment(self, to: str, text: str, reference: str,
+                           parts: tuple[str, int, int] | None = None) -> str:
+        """POST one segment; returns the gateway's message id ("" if it gave none).
+        `parts` = (message reference, 1-based index, total) of a concatenated message."""
+        body: dict[str, Any] = {"to": to, "from": self.sender, "text": text,
+                                "reference": reference}
+        if parts is not None:
+            ref, index, total = parts
+            body["parts"] = {"ref": ref, "index": index, "total": total}
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             async with self.session.post(self.url, json=body, headers=headers,
                                          timeout=self.timeout) as resp:
-                text = await resp.text(errors="replace")
+                answer = await resp.text(errors="replace")
                 if resp.status >= 300:
                     # throttling and server trouble pass; any other refusal will not
                     permanent = resp.status < 500 and resp.status not in (408, 429)
-                    raise GatewayError(f"gateway answered {resp.status}: {text[:200]}",
+                    raise GatewayError(f"gateway answered {resp.status}: {answer[:200]}",
                                        permanent=permanent)
-                try:
-                    data = await resp.json(content_type=None)
-                except ValueError:
-                    data = None
-                return str(data.get("id", "")) if isinstance(data, dict) else ""
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise GatewayError(f"gateway unreachable: {exc!r}", permanent=False) from exc
-
-    async def send(self, job: OutboundJob) -> None:
-        """Send the segments not yet sent; raises GatewayError at the first failure."""
-        while job.sent < len(job.segments):
-            gw_id = await self.send_segment(job, job.sent)
-            job.gateway_ids.append(gw_id)
-            job.sent += 1
-
-
-def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
-    """Pause after the `attempt`-th failed try (1-based): base, 2*base, 4*base... capped."""
-    return float(min(max_s, base_s * (2 ** (attempt - 1))))
+        try:
+            data = json.loads(answer) if answer.strip() else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            return ""
+        return str(data.get("id") or data.get("sid") or "")[:200]

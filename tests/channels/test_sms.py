@@ -8,8 +8,10 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,9 +19,16 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import test_utils, web
 
-from channels.sms.adapter import GENERIC_PATH, TWILIO_PATH, SmsAdapter
+from channels.sms.adapter import (
+    GENERIC_PATH,
+    STATUS_PATH,
+    TWILIO_PATH,
+    TWILIO_STATUS_PATH,
+    SmsAdapter,
+)
 from channels.sms.inbound import keyword, normalise_number, twilio_signature
 from channels.sms.outbound import split_segments
+from channels.sms.webhook_secret import SECRET_FILE
 from queues.keys import Keys
 from queues.store import RoutingStore
 from router.config import CitylineConfig, load_config
@@ -27,6 +36,7 @@ from router.config_sms import SmsConfig
 from router.dispatcher import Dispatcher
 from router.event_feed import EventFeed
 from router.http.app import AppContext, create_app
+from router.outbox import OutboundJob, submit
 from router.service import RoutingService
 from tests.routing_fixtures import eventually
 
@@ -49,21 +59,31 @@ def cfg() -> CitylineConfig:
 
 @dataclass
 class FakeGateway:
-    """Records every POST; answers 503 to the first `fail` of them."""
+    """Records every POST; answers 503 to the first `fail` of them, `refuse` (a status) to
+    every one if set; `before_answer(body, id)` runs after a segment is taken and before the
+    answer (a gateway that reports delivery at once)."""
 
     fail: int = 0
+    refuse: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     auth: list[str] = field(default_factory=list)
+    before_answer: Callable[[dict[str, Any], str], Awaitable[None]] | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         self.times.append(asyncio.get_running_loop().time())
         self.auth.append(request.headers.get("Authorization", ""))
+        if self.refuse:
+            return web.json_response({"error": "no such number"}, status=self.refuse)
         if self.fail > 0:
             self.fail -= 1
             return web.json_response({"error": "try later"}, status=503)
-        self.requests.append(await request.json())
-        return web.json_response({"id": f"gw-{len(self.requests)}"})
+        body = await request.json()
+        self.requests.append(body)
+        gw_id = f"gw-{len(self.requests)}"
+        if self.before_answer is not None:
+            await self.before_answer(body, gw_id)
+        return web.json_response({"id": gw_id})
 
 
 @dataclass
@@ -73,22 +93,41 @@ class Sms:
     gateway: FakeGateway
     service: RoutingService
     redis: aioredis.Redis
+    cfg: SmsConfig
 
     async def generic(self, payload: Any, *, secret: str | None = SECRET,
-                      raw: bytes | None = None) -> Any:
+                      raw: bytes | None = None, path: str = GENERIC_PATH) -> Any:
         body = raw if raw is not None else json.dumps(payload).encode()
         headers = {"Content-Type": "application/json"}
         if secret is not None:
             sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
             headers["X-Cityline-Signature"] = f"sha256={sig}"
-        return await self.client.post(GENERIC_PATH, data=body, headers=headers)
+        return await self.client.post(path, data=body, headers=headers)
 
-    async def twilio(self, form: dict[str, str], *, token: str | None = TWILIO_TOKEN) -> Any:
+    async def status(self, payload: Any, *, secret: str | None = SECRET) -> Any:
+        """A delivery receipt on the generic status webhook."""
+        return await self.generic(payload, secret=secret, path=STATUS_PATH)
+
+    async def twilio(self, form: dict[str, str], *, token: str | None = TWILIO_TOKEN,
+                     path: str = TWILIO_PATH) -> Any:
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         if token is not None:
             headers["X-Twilio-Signature"] = twilio_signature(
-                token, PUBLIC_URL + TWILIO_PATH, form.items())
-        return await self.client.post(TWILIO_PATH, data=urlencode(form), headers=headers)
+                token, PUBLIC_URL + path, form.items())
+        return await self.client.post(path, data=urlencode(form), headers=headers)
+
+    def another_adapter(self, **changes: Any) -> SmsAdapter:
+        """Another adapter instance on the same Redis and gateway (another process, or this
+        one after a restart), its config changed by `changes`."""
+        cfg = SmsConfig.model_validate({**self.cfg.model_dump(), **changes})
+        return SmsAdapter(self.service, cfg, env=ENV, tick_s=0.05)
+
+    async def deliveries(self, ix_id: str) -> dict[str, dict[str, Any]]:
+        return await self.service.deliveries(ix_id)
+
+    async def status_is(self, ix_id: str, item: str, want: str) -> dict[str, Any] | None:
+        record = (await self.deliveries(ix_id)).get(item, {})
+        return record if record.get("status") == want else None
 
     async def sms_interactions(self) -> list[dict[str, str]]:
         return await self.service.active_interactions("sms")
@@ -121,7 +160,7 @@ async def sms(redis: aioredis.Redis, cfg: CitylineConfig) -> AsyncIterator[Sms]:
     await client.start_server()
     await adapter.start()
     try:
-        yield Sms(client, adapter, gateway, service, redis)
+        yield Sms(client, adapter, gateway, service, redis, sms_cfg)
     finally:
         await adapter.stop()
         await client.close()
@@ -131,9 +170,9 @@ async def sms(redis: aioredis.Redis, cfg: CitylineConfig) -> AsyncIterator[Sms]:
 
 
 
-async def agent_says(sms: Sms, ix_id: str, text: str) -> None:
+async def agent_says(sms: Sms, ix_id: str, text: str, handler: Any = None) -> None:
     """The agent writes; the real event feed of the sms channel hands it to the adapter."""
-    feed = EventFeed(sms.redis, Keys(), sms.adapter, "test")
+    feed = EventFeed(sms.redis, Keys(), handler or sms.adapter, "test")
     await feed.ensure_group()
     await sms.service.agent_message(AGENT, ix_id, text)
     while await feed.read_once(block_ms=50):
@@ -175,7 +214,7 @@ async def test_generic_signature_checked(sms: Sms) -> None:
     assert resp.status == 403
     assert (await resp.json())["error"]["code"] == "bad_signature"
     assert await sms.sms_interactions() == []
-    assert await sms.redis.keys("cl:sms:*") == []
+    assert await sms.redis.keys("cl:cs:sms:*") == []
 
 
 async def test_same_message_id_twice_is_one_interaction(sms: Sms) -> None:
@@ -248,14 +287,20 @@ async def test_bad_bodies_answer_400(sms: Sms, caplog: pytest.LogCaptureFixture,
 # --- outbound ------------------------------------------------------------------------------
 
 
+async def open_conversation(sms: Sms, msg_id: str, number: str) -> str:
+    """A resident writes and an agent takes the conversation; returns its interaction id."""
+    created = await (await sms.generic({"id": msg_id, "from": number, "text": "?"})).json()
+    await sms.connect_agent(created["interaction"])
+    return str(created["interaction"])
+
+
 async def test_agent_reply_reaches_the_gateway_in_segments(sms: Sms) -> None:
-    created = await (await sms.generic({"id": "o1", "from": "+48600100209", "text": "?"})).json()
-    ix_id = created["interaction"]
-    await sms.connect_agent(ix_id)
+    ix_id = await open_conversation(sms, "o1", "+48600100209")
     reply = "Dzień dobry! " + "Zgłoszenie przyjęte, dziękujemy. " * 5
     await agent_says(sms, ix_id, reply)
-    status = await eventually(lambda: sms.adapter.delivery_status(ix_id))
-    assert status[1]["status"] == "delivered"
+    record = await eventually(lambda: sms.status_is(ix_id, "1", "sent"))
+    assert record["attempts"] == 1 and record["error"] == "" and record["channel"] == "sms"
+    assert record["to"] == "+48600100209"
     sent = sms.gateway.requests
     assert len(sent) == len(split_segments(reply, 6)[0]) > 1
     assert "".join(r["text"] for r in sent) == reply
@@ -263,56 +308,285 @@ async def test_agent_reply_reaches_the_gateway_in_segments(sms: Sms) -> None:
     assert {r["to"] for r in sent} == {"+48600100209"}
     assert {r["from"] for r in sent} == {"+48221234567"}
     assert [r["parts"]["index"] for r in sent] == list(range(1, len(sent) + 1))
+    assert [r["reference"] for r in sent] == [f"{ix_id}:1:{i}" for i in range(1, len(sent) + 1)]
     assert set(sms.gateway.auth) == {f"Bearer {GATEWAY_TOKEN}"}
 
 
 async def test_gateway_failures_retried_with_backoff(sms: Sms) -> None:
-    created = await (await sms.generic({"id": "o2", "from": "+48600100210", "text": "?"})).json()
-    ix_id = created["interaction"]
-    await sms.connect_agent(ix_id)
+    ix_id = await open_conversation(sms, "o2", "+48600100210")
     sms.gateway.fail = 2
     await agent_says(sms, ix_id, "Your case is registered.")
-
-    async def delivered() -> bool:
-        return (await sms.adapter.delivery_status(ix_id)).get(1, {}).get("status") == "delivered"
-
-    await eventually(delivered)
-    record = (await sms.adapter.delivery_status(ix_id))[1]
-    assert record["attempts"] == 3 and record["gateway_ids"] == ["gw-1"]
+    record = await eventually(lambda: sms.status_is(ix_id, "1", "sent"))
+    assert record["attempts"] == 3 and record["error"] == ""
     t = sms.gateway.times
     assert len(t) == 3
     assert t[1] - t[0] >= 0.05 and t[2] - t[1] >= 0.1  # backoff doubles
     assert [r["text"] for r in sms.gateway.requests] == ["Your case is registered."]
+    # the gateway's message id leads back to the message, for its delivery receipt
+    state = sms.service.channel_state("sms")
+    assert (await state.link("sent", "gw-1"))["ix"] == ix_id
+
+
+async def test_a_retry_sends_only_the_segments_not_yet_taken(sms: Sms) -> None:
+    ix_id = await open_conversation(sms, "o4", "+48600100213")
+    reply = "x" * 200  # two GSM-7 segments
+    taken: list[str] = []
+
+    async def fail_after_first(body: dict[str, Any], gw_id: str) -> None:
+        taken.append(body["text"])
+        if len(taken) == 1:
+            sms.gateway.fail = 1  # the second segment's first try fails
+
+    sms.gateway.before_answer = fail_after_first
+    await agent_says(sms, ix_id, reply)
+    record = await eventually(lambda: sms.status_is(ix_id, "1", "sent"))
+    assert record["attempts"] == 2
+    assert "".join(taken) == reply and len(taken) == 2  # the first segment went once
+
+
+async def test_gateway_refusal_fails_at_once(sms: Sms) -> None:
+    ix_id = await open_conversation(sms, "o5", "+48600100214")
+    sms.gateway.refuse = 400
+    await agent_says(sms, ix_id, "Hello")
+    record = await eventually(lambda: sms.status_is(ix_id, "1", "failed"))
+    assert record["attempts"] == 1 and "400" in record["error"]
+    assert len(sms.gateway.times) == 1
+
+
+async def test_no_gateway_configured_fails_the_reply(sms: Sms) -> None:
+    await sms.adapter.stop()
+    adapter = sms.another_adapter(gateway_url="")
+    await adapter.start()
+    try:
+        assert await adapter.reply("ix-none", 1, "+48600100215", "Hello")
+        record = await eventually(lambda: sms.status_is("ix-none", "1", "failed"))
+    finally:
+        await adapter.stop()
+    assert record["error"] == "no SMS gateway configured" and record["attempts"] == 1
 
 
 async def test_stop_opts_out_and_no_reply_is_sent(sms: Sms) -> None:
-    created = await (await sms.generic({"id": "s1", "from": "+48600100211", "text": "?"})).json()
-    ix_id = created["interaction"]
-    await sms.connect_agent(ix_id)
+    ix_id = await open_conversation(sms, "s1", "+48600100211")
     stop = await (await sms.generic({"id": "s2", "from": "+48600100211", "text": "stop"})).json()
     assert stop["status"] == "opted_out"
     await agent_says(sms, ix_id, "Are you still there?")
     msgs = await sms.service.store.messages(ix_id)
     assert [m["text"] for m in msgs] == ["stop", "Are you still there?"]  # the agent sees STOP
-    status = await eventually(lambda: sms.adapter.delivery_status(ix_id))
-    assert status[2]["status"] == "opted_out"
+    record = await eventually(lambda: sms.status_is(ix_id, "2", "opted_out"))
+    assert record["attempts"] == 1
     assert sms.gateway.requests == [] and sms.gateway.times == []
     # START undoes it
     start = await (await sms.generic({"id": "s3", "from": "+48600100211", "text": "START"})).json()
     assert start["status"] == "opted_in"
     await agent_says(sms, ix_id, "Welcome back")
-    await eventually(lambda: asyncio.sleep(0, sms.gateway.requests))
+    await eventually(lambda: sms.status_is(ix_id, "4", "sent"))
     assert [r["text"] for r in sms.gateway.requests] == ["Welcome back"]
 
 
 async def test_event_redelivery_sends_once(sms: Sms) -> None:
-    created = await (await sms.generic({"id": "o3", "from": "+48600100212", "text": "?"})).json()
-    ix_id = created["interaction"]
-    await sms.connect_agent(ix_id)
+    ix_id = await open_conversation(sms, "o3", "+48600100212")
     await agent_says(sms, ix_id, "Once")
-    await sms.adapter.reply(ix_id, 1, "+48600100212", "Once")  # a repeated event
+    await eventually(lambda: sms.status_is(ix_id, "1", "sent"))
+    assert not await sms.adapter.reply(ix_id, 1, "+48600100212", "Once")  # a repeated event
+    assert await sms.adapter.outbox.pending() == 0
     assert [r["text"] for r in sms.gateway.requests] == ["Once"]
 
+
+async def test_a_redelivered_message_event_does_not_send_twice(sms: Sms) -> None:
+    """The feed delivers at least once: the same MESSAGE event to this adapter twice and to
+    another process's adapter, before and after it was sent."""
+    ix_id = await open_conversation(sms, "o6", "+48600100216")
+    other = sms.another_adapter()
+    seen: list[tuple[Any, dict[str, str]]] = []
+
+    class Twice:
+        channel = "sms"
+
+        async def handle_event(self, event: Any, interaction: dict[str, str]) -> None:
+            seen.append((event, interaction))
+            for adapter in (sms.adapter, sms.adapter, other):
+                await adapter.handle_event(event, interaction)
+
+    await agent_says(sms, ix_id, "Only once, please", handler=Twice())
+    assert len(seen) == 1
+    record = await eventually(lambda: sms.status_is(ix_id, "1", "sent"))
+    for adapter in (sms.adapter, other):  # once more, after it was sent
+        await adapter.handle_event(*seen[0])
+    assert await sms.adapter.outbox.pending() == 0
+    assert [r["text"] for r in sms.gateway.requests] == ["Only once, please"]
+    assert record["attempts"] == 1 and (await sms.deliveries(ix_id))["1"]["status"] == "sent"
+
+
+async def test_a_retrying_reply_is_sent_after_a_restart(sms: Sms) -> None:
+    await sms.adapter.stop()  # this test's processes are `before` and `after`
+    slow = {"attempts": 5, "backoff_s": 0.6, "backoff_max_s": 1.0}
+    before = sms.another_adapter(retry=slow)
+    await before.start()
+    ix_id = await open_conversation(sms, "r1", "+48600100217")
+    sms.gateway.fail = 100
+    try:
+        await agent_says(sms, ix_id, "Survives a restart", handler=before)
+        record = await eventually(lambda: sms.status_is(ix_id, "1", "retrying"))
+    finally:
+        await before.stop()
+    assert record["attempts"] == 1 and "503" in record["error"]
+    assert sms.gateway.requests == [] and await before.outbox.pending() == 1
+    sms.gateway.fail = 0
+    after = sms.another_adapter(retry=slow)
+    await after.start()
+    try:
+        record = await eventually(lambda: sms.status_is(ix_id, "1", "sent"))
+    finally:
+        await after.stop()
+    assert record["attempts"] == 2
+    assert [r["text"] for r in sms.gateway.requests] == ["Survives a restart"]
+    assert len(sms.gateway.times) == 2
+
+
+async def test_another_channel_may_hand_the_outbox_a_message(sms: Sms) -> None:
+    """The web form answers a resident who left a phone number (as typed, with a payload of
+    its own) through the SMS outbox: only `to` and `text` are used."""
+    job = OutboundJob(ix_id="wf-ix-1", item="2", to="+48 600 100 218", text="Odpowiedź",
+                      payload={"ref": "WF-1", "language": "pl"})
+    assert await submit(sms.service.channel_state("sms"), job)
+    record = await eventually(lambda: sms.status_is("wf-ix-1", "2", "sent"))
+    assert record["channel"] == "sms"
+    [sent] = sms.gateway.requests
+    assert sent["to"] == "+48600100218" and sent["text"] == "Odpowiedź"
+    assert sent["reference"] == "wf-ix-1:2:1"
+
+
+async def test_a_job_without_a_phone_number_fails(sms: Sms) -> None:
+    job = OutboundJob(ix_id="wf-ix-2", item="1", to="not a number", text="x")
+    assert await submit(sms.service.channel_state("sms"), job)
+    record = await eventually(lambda: sms.status_is("wf-ix-2", "1", "failed"))
+    assert "no phone number" in record["error"] and sms.gateway.times == []
+
+
+# --- delivery receipts ---------------------------------------------------------------------
+
+
+async def test_delivery_receipts_update_the_status(sms: Sms) -> None:
+    ix_id = await open_conversation(sms, "d1", "+48600100219")
+    await agent_says(sms, ix_id, "y" * 200)  # two segments: gw-1 and gw-2
+    await eventually(lambda: sms.status_is(ix_id, "1", "sent"))
+    on_the_way = await sms.status({"id": "gw-1", "status": "sent"})
+    assert (await on_the_way.json())["status"] == "ignored"
+    first = await sms.status({"id": "gw-1", "status": "delivered"})
+    assert first.status == 200 and (await first.json())["status"] == "delivered"
+    assert await sms.status_is(ix_id, "1", "sent")  # one segment of two so far
+    # the second by our own reference, as a gateway without ids of its own would
+    second = await sms.status({"id": f"{ix_id}:1:2", "status": "DELIVRD"})
+    assert (await second.json())["status"] == "delivered"
+    record = await sms.status_is(ix_id, "1", "delivered")
+    assert record and record["attempts"] == 1 and record["receipt_at_ms"] > 0
+    unknown = await sms.status({"id": "gw-999", "status": "delivered"})
+    assert (await unknown.json())["status"] == "unknown"
+
+
+async def test_an_undelivered_receipt_records_the_error(sms: Sms) -> None:
+    ix_id = await open_conversation(sms, "d2", "+48600100220")
+    await agent_says(sms, ix_id, "Hello")
+    await eventually(lambda: sms.status_is(ix_id, "1", "sent"))
+    resp = await sms.status({"id": "gw-1", "status": "failed", "error": "absent subscriber"})
+    assert (await resp.json())["status"] == "undelivered"
+    record = await sms.status_is(ix_id, "1", "undelivered")
+    assert record and record["error"] == "absent subscriber"
+
+
+async def test_twilio_status_callback_updates_the_status(sms: Sms) -> None:
+    ix_id = await open_conversation(sms, "d3", "+48600100221")
+    await agent_says(sms, ix_id, "Hello")
+    await eventually(lambda: sms.status_is(ix_id, "1", "sent"))
+    form = {"MessageSid": "gw-1", "MessageStatus": "delivered", "AccountSid": "AC1"}
+    assert (await sms.twilio(form, token=None, path=TWILIO_STATUS_PATH)).status == 401
+    assert (await sms.twilio(form, token="nope", path=TWILIO_STATUS_PATH)).status == 403
+    assert await sms.status_is(ix_id, "1", "sent")
+    resp = await sms.twilio(form, path=TWILIO_STATUS_PATH)
+    assert resp.status == 204, await resp.text()
+    assert await sms.status_is(ix_id, "1", "delivered")
+
+
+async def test_unsigned_or_badly_signed_receipts_change_nothing(sms: Sms) -> None:
+    ix_id = await open_conversation(sms, "d4", "+48600100222")
+    await agent_says(sms, ix_id, "Hello")
+    await eventually(lambda: sms.status_is(ix_id, "1", "sent"))
+    before = await sms.deliveries(ix_id)
+    receipt = {"id": "gw-1", "status": "delivered"}
+    unsigned = await sms.status(receipt, secret=None)
+    assert unsigned.status == 401 and (await unsigned.json())["error"]["code"] == "unsigned"
+    assert (await sms.status(receipt, secret="wrong")).status == 403
+    bad = await sms.status({"status": "delivered"})
+    assert bad.status == 400
+    assert await sms.deliveries(ix_id) == before
+    assert await sms.service.channel_state("sms").link("receipts", f"{ix_id}:1") == {}
+
+
+async def test_a_receipt_before_the_outbox_recorded_sent_is_kept(sms: Sms) -> None:
+    """The first segment's receipt comes while the second is still being posted, before the
+    outbox records "sent": the receipt waits for that record rather than being overwritten."""
+    ix_id = await open_conversation(sms, "d5", "+48600100223")
+    answers: list[str] = []
+
+    async def report_the_first(body: dict[str, Any], gw_id: str) -> None:
+        if gw_id == "gw-2":
+            assert await sms.status_is(ix_id, "1", "queued")
+            resp = await sms.status({"id": "gw-1", "status": "undelivered"})
+            answers.append((await resp.json())["status"])
+
+    sms.gateway.before_answer = report_the_first
+    await agent_says(sms, ix_id, "z" * 200)
+    record = await eventually(lambda: sms.status_is(ix_id, "1", "undelivered"))
+    assert answers == ["undelivered"] and record["attempts"] == 1
+    assert record["error"] == "the gateway reported undelivered"
+
+
+# --- the generic webhooks' secret ----------------------------------------------------------
+
+
+async def test_without_the_variable_a_secret_is_generated_once_into_the_data_dir(
+        sms: Sms, tmp_path: Path, caplog: pytest.LogCaptureFixture, cfg: CitylineConfig) -> None:
+    no_secret = {k: v for k, v in ENV.items() if k != "CITYLINE_SMS_WEBHOOK_SECRET"}
+    first = SmsAdapter(sms.service, sms.cfg, tmp_path / "data", env=no_secret, tick_s=0.05)
+    with caplog.at_level(logging.INFO):
+        await first.start()
+    await first.stop()
+    path = tmp_path / "data" / SECRET_FILE
+    secret = path.read_text().strip()
+    assert len(secret) >= 40 and first.webhook_secret == secret
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert str(path) in caplog.text and secret not in caplog.text
+    # a later start reuses it, and the generic webhook takes what it signs
+    again = SmsAdapter(sms.service, sms.cfg, tmp_path / "data", env=no_secret, tick_s=0.05)
+    app = create_app(AppContext(config=cfg, redis=sms.redis, keys=Keys(),
+                                store=sms.service.store), extra_setup=[again.setup_routes])
+    client = test_utils.TestClient(test_utils.TestServer(app, host="127.0.0.1", port=0))
+    await client.start_server()
+    await again.start()
+    try:
+        assert again.webhook_secret == secret and path.read_text().strip() == secret
+        other = Sms(client, again, sms.gateway, sms.service, sms.redis, sms.cfg)
+        msg = {"id": "k1", "from": "+48600100224", "text": "hi"}
+        assert (await other.generic(msg)).status == 403  # the test's SECRET is not it
+        resp = await other.generic(msg, secret=secret)
+        assert resp.status == 200 and (await resp.json())["status"] == "created"
+    finally:
+        await again.stop()
+        await client.close()
+
+
+async def test_the_variable_wins_over_a_generated_secret(sms: Sms, tmp_path: Path) -> None:
+    adapter = SmsAdapter(sms.service, sms.cfg, tmp_path, env=ENV, tick_s=0.05)
+    await adapter.start()
+    await adapter.stop()
+    assert adapter.webhook_secret == SECRET and not (tmp_path / SECRET_FILE).exists()
+
+
+async def test_without_variable_or_data_dir_the_generic_webhook_refuses(sms: Sms) -> None:
+    adapter = SmsAdapter(sms.service, sms.cfg, env={}, tick_s=0.05)
+    await adapter.start()
+    await adapter.stop()
+    assert adapter.webhook_secret == ""
 
 # --- pieces --------------------------------------------------------------------------------
 
