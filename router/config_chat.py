@@ -28,6 +28,22 @@ class ChatConfig(Section):
         description="a dropped connection may resume with its token within this; after it a "
         "chat still waiting for an agent is an ABANDON",
     )
+    agent_reply_timeout_s: float = Field(
+        0.0,
+        ge=0,
+        le=86_400,
+        description="a resident's message unanswered this long by the connected agent: the "
+        "resident is told once that it was seen and an agent will answer shortly, and a warning "
+        "is logged. 0: never",
+    )
+    agent_idle_timeout_s: float = Field(
+        0.0,
+        ge=0,
+        le=86_400,
+        description="the connected agent wrote nothing for this long while the resident waits "
+        "for an answer: the chat goes back to its queue keeping its place (a transfer by "
+        "`system`, note `agent inactive`) for another agent to take. 0: never",
+    )
     max_message_chars: int = Field(
         2000, ge=1, le=20_000, description="longest message a resident may send"
     )

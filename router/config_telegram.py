@@ -62,6 +62,14 @@ class TelegramConfig(Section):
     poll_retry_s: float = Field(
         5.0, gt=0, le=300, description="pause after a failed getUpdates before trying again"
     )
+    send_attempts: int = Field(
+        6, ge=1, le=100, description="tries in all to deliver one reply to a resident (Bot API "
+        "429, 5xx and network errors are retried; 400 and 403 - a blocked bot - are not)"
+    )
+    send_backoff_s: float = Field(
+        2.0, gt=0, le=3600, description="pause before the first retry of a reply; doubled each "
+        "time up to 5 minutes"
+    )
 
     def _own_problems(self) -> list[tuple[Loc, str]]:
         if self.public_url and not self.public_url.startswith("https://"):

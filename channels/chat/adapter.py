@@ -4,21 +4,34 @@
     GET /chat/ws    JSON frames (channels/chat/protocol.py):
         start        -> interaction in the chat queue; `started` {ref, token}, then `waiting`
                         {position, estimated_wait_s} every waiting_update_every_s
-        resume       -> the same conversation on a new socket (token from `started`); agent
-                        messages sent meanwhile are delivered
+        resume       -> the same conversation on a new socket (token from `started`), in this or
+                        any other cityline process; agent messages sent meanwhile are delivered
+                        once
         message      -> resident_message (also while waiting)
         leave        -> waiting: resident_left (ABANDON, exact wait); talking: resident_ended
-    router events (EventFeed of the `chat` channel):
-        CONNECT -> `agent_joined`; agent MESSAGE -> `message`; COMPLETEAGENT -> `ended` by agent;
-        EXITWITHTIMEOUT / ABANDON not caused here -> `ended` by timeout
+    router events (EventFeed of the `chat` channel) and, every tick, the state of each held
+    conversation: an agent connected -> `agent_joined`; agent MESSAGE -> `message`; back in the
+    queue -> `agent_left` {reason}; COMPLETEAGENT -> `ended` by agent; EXITWITHTIMEOUT / ABANDON
+    not caused here -> `ended` by timeout / resident
 
-A socket that drops while waiting has `reconnect_grace_s` to come back, else the chat is an
-ABANDON at the time of the drop. A resident silent for `resident_idle_timeout_s` while talking is
-ended (COMPLETECALLER) with `ended` by timeout. Bad frames get an `error` frame and are logged;
-more than `max_frames_per_s` frames in a second closes the socket with 1008.
+Sockets live in the process that accepted them; what it takes to resume a conversation lives in
+the chat channel's memory (`service.channel_state("chat")`, see session.py), so a resident may
+come back to another process or after a restart. The feed hands an event to one process of the
+channel: the one holding the socket acts at once, any other is caught up on its next tick.
 
-Sessions live in this process's memory: with several cityline processes, the `chat` channel's
-events must reach the process holding the socket (run the chat in one process).
+Timers, checked by every process's sweep (the first to claim an action does it):
+- a socket that dropped has `reconnect_grace_s` to come back: a chat still waiting (or whose
+  agent was never announced) is then an ABANDON at the time of the drop (or ended). A process
+  that dies holding sockets stops its heartbeat: its sockets count as dropped from then on.
+- a resident silent for `resident_idle_timeout_s` while talking is ended (COMPLETECALLER) with
+  `ended` by timeout.
+- `agent_idle_timeout_s`: the agent wrote nothing this long while the resident waits for an
+  answer: the chat goes back to its queue keeping its place (`agent_left` agent_inactive).
+- `agent_reply_timeout_s` (checked by the holder of the socket): the resident is told once per
+  unanswered stretch that an agent will answer shortly (`notice` reply_pending), with a warning.
+
+Bad frames get an `error` frame and are logged; more than `max_frames_per_s` frames in a second
+closes the socket with 1008.
 """
 
 from __future__ import annotations
@@ -33,7 +46,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from channels.chat.page import render_page
+from channels.chat.page import TEXTS, render_page
 from channels.chat.protocol import (
     FrameError,
     LeaveFrame,
@@ -43,13 +56,15 @@ from channels.chat.protocol import (
     error_frame,
     parse_frame,
 )
-from channels.chat.session import ChatSession, token_hash
+from channels.chat.session import ChatSession, now_ms, token_hash
+from channels.webform.validation import normalise_contact
 from router.config import CitylineConfig
 from router.config_chat import ChatConfig
-from router.errors import CitylineError
+from router.errors import BadRequest, CitylineError
 from router.http.app import json_error
-from router.models import Channel, Event, EventType, IntakeRequest
+from router.models import Channel, Event, IntakeRequest, TransferRequest
 from router.service import RoutingService
+from router.tasks import cancel_for_sure
 from router.waiting import WaitEstimator
 
 logger = logging.getLogger(__name__)
@@ -61,6 +76,42 @@ WS_PATH = "/chat/ws"
 MAX_FRAME_BYTES = 64 * 1024
 WAITING_STATES = frozenset({"queued", "offered"})
 TERMINAL = frozenset({"closed", "abandoned", "timeout", "deflected"})
+# A conversation's links outlive any chat (refreshed by every write); an ended one is kept this
+# long for a resident coming back to read what they missed.
+SESSION_TTL_S = 86_400.0
+ENDED_TTL_S = 3_600.0
+# one-time actions of the sweep (ending, handing back) are claimed this long
+CLAIM_TTL_S = 86_400.0
+AGENT_INACTIVE_NOTE = "agent inactive"
+
+
+def awaiting_answer(messages: list[dict[str, Any]], connected_ms: int
+                    ) -> tuple[int, int | None] | None:
+    """Since when (wall ms) the resident waits for the connected agent's answer, and the index
+    of their first unanswered message (None when they wait for a greeting); None when the agent
+    spoke last. Only the agent's messages since `connected_ms` answer."""
+    agent_spoke = False
+    first: int | None = None
+    first_t = 0
+    for i, m in enumerate(messages):
+        t = int(m.get("t") or 0)
+        if m.get("from") == "agent" and t >= connected_ms:
+            agent_spoke, first = True, None
+        elif m.get("from") == "resident" and first is None:
+            first, first_t = i, t
+    if first is not None:
+        return max(first_t, connected_ms), first
+    return None if agent_spoke else (connected_ms, None)
+
+
+def ended_by(ix: dict[str, str]) -> str:
+    """Who ended a conversation, as the `ended` frame says it."""
+    state = ix.get("state", "")
+    if state == "timeout":
+        return "timeout"
+    if state == "abandoned" or ix.get("ended_by") == "caller":
+        return "resident"
+    return "agent"
 
 
 class ChatAdapter:
@@ -78,37 +129,55 @@ class ChatAdapter:
         estimator: WaitEstimator,
         *,
         tick_s: float = 1.0,
+        sweep_every_s: float = 5.0,
     ) -> None:
         self.service = service
         self.cfg = cfg
         self.chat = chat_cfg
         self.estimator = estimator
         self.tick_s = tick_s
-        self.sessions: dict[str, ChatSession] = {}  # by interaction id
-        self.by_token: dict[str, ChatSession] = {}  # by token SHA-256
+        self.sweep_every_s = sweep_every_s
+        self.state = service.channel_state(Channel.chat)
+        # this adapter instance, as the links name the holder of a socket
+        self.instance = secrets.token_hex(8)
+        self.sessions: dict[str, ChatSession] = {}  # by interaction id: sockets held here
         self.sockets: set[web.WebSocketResponse] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._last_sweep = 0.0
+        self._stopping = False
+
+    @property
+    def heartbeat_ttl_s(self) -> float:
+        return max(2.0, 3 * self.sweep_every_s, 3 * self.tick_s)
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._stopping = False
+        await self._heartbeat()
         self._loop_task = asyncio.create_task(self._maintain(), name="chat-maintenance")
-        logger.info("chat: adapter started (queue %s)", self.chat.queue)
+        logger.info("chat: adapter started (queue %s, instance %s)", self.chat.queue,
+                    self.instance)
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            await cancel_for_sure(self._loop_task)
             self._loop_task = None
         for ws in list(self.sockets):
             with contextlib.suppress(Exception):
                 await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+        # the conversations stay resumable elsewhere: their grace starts now
+        for session in list(self.sessions.values()):
+            with contextlib.suppress(Exception):
+                await self._detach(session, session.ws)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.state.drop_link("process", self.instance)
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -159,9 +228,28 @@ class ChatAdapter:
             # whichever session this socket last held, it is dropped now (not left)
             for s in list(self.sessions.values()):
                 if s.ws is ws:
-                    s.detach(ws)
+                    with contextlib.suppress(Exception):
+                        await self._detach(s, ws)
                     logger.info("chat %s: connection dropped", s.ix_id)
         return ws
+
+    async def _detach(self, session: ChatSession, ws: web.WebSocketResponse | None) -> None:
+        """The socket is gone: forget the session here, and start its grace period in the link
+        unless the conversation was resumed elsewhere meanwhile."""
+        if session.ws is not ws:
+            return
+        session.ws = None
+        try:
+            if session.ended:
+                return
+            link = await self.state.link("token", session.token_sha256)
+            if link.get("conn") == session.conn and not link.get("ended"):
+                await self.state.set_link("token", session.token_sha256,
+                                          {"disconnected_wall_ms": str(now_ms()), "owner": ""},
+                                          SESSION_TTL_S)
+        finally:
+            if self.sessions.get(session.ix_id) is session:
+                del self.sessions[session.ix_id]
 
     async def _serve(self, ws: web.WebSocketResponse, request: web.Request) -> ChatSession | None:
         session: ChatSession | None = None
@@ -207,7 +295,7 @@ class ChatAdapter:
     async def _dispatch(self, ws: web.WebSocketResponse, request: web.Request,
                         session: ChatSession | None, frame: Any) -> ChatSession | None:
         if isinstance(frame, StartFrame | ResumeFrame):
-            if session is not None and not session.ended:
+            if session is not None and not session.ended and session.ws is ws:
                 await self._error(ws, request, "already_started",
                                   "this connection already holds a conversation")
                 return session
@@ -218,13 +306,24 @@ class ChatAdapter:
             await self._error(ws, request, "no_conversation", "send start or resume first")
             return session
         if isinstance(frame, MessageFrame):
-            session.touch()
             await self.service.resident_message(session.ix_id, frame.text)
+            await self._save(session, active_ms=str(now_ms()))
         elif isinstance(frame, LeaveFrame):
             await self._resident_leaves(session)
         return session
 
+    async def _save(self, session: ChatSession, **fields: str) -> None:
+        await self.state.set_link("token", session.token_sha256, fields, SESSION_TTL_S)
+
     # --- conversation -------------------------------------------------------------------
+
+    def _contacts(self, frame: StartFrame) -> list[str]:
+        if not frame.contact:
+            return []
+        try:
+            return [normalise_contact(frame.contact, self.cfg.city.country)]
+        except ValueError as exc:
+            raise BadRequest(f"contact: {exc}", code="invalid_contact") from None
 
     async def _start(self, ws: web.WebSocketResponse, frame: StartFrame) -> ChatSession:
         req = IntakeRequest(
@@ -234,12 +333,18 @@ class ChatAdapter:
             topic=frame.topic or None,
             resident_name=frame.name,
             meta={"via": "web_chat"},
+            contacts=self._contacts(frame),
+            consent=frame.consent,
         )
         enq = await self.service.create_interaction(req)
-        session, token = ChatSession.new(enq.id, enq.ref)
+        language = frame.language or self.cfg.city.default_language
+        session, token = ChatSession.new(enq.id, enq.ref, language)
         session.attach(ws)
+        await self.state.set_link("token", session.token_sha256,
+                                  {**session.link_fields(), "owner": self.instance},
+                                  SESSION_TTL_S)
+        await self.state.set_link("ix", enq.id, {"token": session.token_sha256}, SESSION_TTL_S)
         self.sessions[enq.id] = session
-        self.by_token[session.token_sha256] = session
         logger.info("chat %s: started (ref %s)", enq.id, enq.ref)
         await session.send({"type": "started", "ref": enq.ref, "token": token})
         await self._waiting_update(session)
@@ -247,26 +352,39 @@ class ChatAdapter:
 
     async def _resume(self, ws: web.WebSocketResponse, request: web.Request,
                       frame: ResumeFrame) -> ChatSession | None:
-        session = self.by_token.get(token_hash(frame.token))
-        if session is None or session.ended or not session.matches(frame.token):
+        sha = token_hash(frame.token)
+        link = await self.state.link("token", sha)
+        if not link.get("ix"):
             await self._error(ws, request, "unknown_token",
                               "no open conversation for this token: start a new one")
             return None
-        old = session.attach(ws)
-        if old is not None:
-            with contextlib.suppress(Exception):
-                await old.close(code=4000, message=b"resumed elsewhere")
+        session = ChatSession.from_link(sha, link)
+        session.attach(ws)
+        if link.get("ended"):
+            # it ended while the resident was away: what they missed, then the end
+            logger.info("chat %s: resumed after its end", session.ix_id)
+            await session.send({"type": "started", "ref": session.ref, "token": frame.token})
+            await self._flush(session, await self.service.store.messages(session.ix_id))
+            await self._finish(session, link["ended"])
+            return None
+        old = self.sessions.get(session.ix_id)
+        if old is not None:  # the same conversation on another socket of this process
+            old.ended = True
+            self.sessions.pop(session.ix_id, None)
+            if old.ws is not None and not old.ws.closed:
+                with contextlib.suppress(Exception):
+                    await old.ws.close(code=4000, message=b"resumed elsewhere")
+        await self._save(session, conn=session.conn, owner=self.instance,
+                         disconnected_wall_ms="0", active_ms=str(now_ms()))
+        self.sessions[session.ix_id] = session
         logger.info("chat %s: resumed", session.ix_id)
         await session.send({"type": "started", "ref": session.ref, "token": frame.token})
         ix = await self._interaction(session.ix_id)
-        state = ix.get("state", "")
-        if state in TERMINAL:
-            await self._end(session, "timeout" if state == "timeout" else "agent")
-        elif state == "connected" or state == "wrapup":
-            session.agent = ""
-            await self._announce_agent(session, ix.get("agent", ""))
-            await self._flush(session)
-        else:
+        if ix.get("state") == "connected":
+            session.agent = ""  # the page may have been reloaded: say again who answers
+        await self._sync(session, ix)
+        if not session.ended and ix.get("state") in WAITING_STATES \
+                and not session.last_waiting_update:
             await self._waiting_update(session)
         return session
 
@@ -276,43 +394,64 @@ class ChatAdapter:
         except Exception:
             return {}
 
-    async def _resident_leaves(self, session: ChatSession, *, at_ms: int | None = None,
-                               by: str = "resident") -> None:
-        ix = await self._interaction(session.ix_id)
-        state = ix.get("state", "")
+    async def _leave(self, ix_id: str, state: str, *, at_ms: int | None = None) -> bool:
+        """Tell the router the resident is gone; False if it had moved on meanwhile."""
         try:
             if state in WAITING_STATES:
-                left = await self.service.resident_left(session.ix_id, at_ms=at_ms)
-                logger.info("chat %s: resident left after %d ms waiting", session.ix_id,
-                            left.wait_ms)
+                left = await self.service.resident_left(ix_id, at_ms=at_ms)
+                logger.info("chat %s: resident left after %d ms waiting", ix_id, left.wait_ms)
             elif state == "connected":
-                await self.service.resident_ended(session.ix_id)
-                logger.info("chat %s: ended by the resident (%s)", session.ix_id, by)
+                await self.service.resident_ended(ix_id)
+                logger.info("chat %s: ended by the resident", ix_id)
+            else:
+                return False
         except CitylineError as exc:  # the router moved on meanwhile (offer, agent ended)
-            logger.info("chat %s: leaving refused: %s", session.ix_id, exc)
-        await self._end(session, by)
+            logger.info("chat %s: leaving refused: %s", ix_id, exc)
+            return False
+        return True
 
-    async def _end(self, session: ChatSession, by: str) -> None:
+    async def _resident_leaves(self, session: ChatSession, *, by: str = "resident") -> None:
+        ix = await self._interaction(session.ix_id)
+        await self._leave(session.ix_id, ix.get("state", ""))
+        await self._finish(session, by)
+
+    async def _finish(self, session: ChatSession, by: str) -> None:
         """Tell the resident the conversation is over, close their socket, forget it."""
         if session.ended:
             return
         session.ended = True
-        self.sessions.pop(session.ix_id, None)
-        self.by_token.pop(session.token_sha256, None)
+        if self.sessions.get(session.ix_id) is session:
+            del self.sessions[session.ix_id]
         await session.send({"type": "ended", "by": by})
         ws = session.ws
         if ws is not None and not ws.closed:
             with contextlib.suppress(Exception):
                 await ws.close(code=WSCloseCode.OK, message=b"ended")
+        await self.state.drop_link("token", session.token_sha256)
+        await self.state.drop_link("ix", session.ix_id)
+
+    async def _end_away(self, ix_id: str, sha: str, by: str, *, keep: bool) -> None:
+        """The conversation ended with nobody's socket here: the holder (if any) or a resident
+        coming back learns it from the link (`keep`), else the link is forgotten."""
+        if keep:
+            await self.state.set_link("token", sha, {"ended": by}, ENDED_TTL_S)
+        else:
+            await self.state.drop_link("token", sha)
+        await self.state.drop_link("ix", ix_id)
 
     async def _waiting_update(self, session: ChatSession) -> None:
-        if session.ws is None or session.agent:
+        if session.ws is None or session.agent or session.ended:
             return
         session.last_waiting_update = time.monotonic()
         est = await self.estimator.estimate(session.ix_id, self.chat.queue)
         if est is not None:
             await session.send({"type": "waiting", "position": est.position,
                                 "estimated_wait_s": round(est.wait_s)})
+
+    def _text(self, session: ChatSession, key: str) -> str:
+        texts = TEXTS.get(session.language) or TEXTS.get(self.cfg.city.default_language) \
+            or TEXTS["en"]
+        return texts[key]
 
     async def _announce_agent(self, session: ChatSession, agent_id: str) -> None:
         if not agent_id or session.agent == agent_id:
@@ -321,68 +460,234 @@ class ChatAdapter:
         name = (agent.name if agent is not None else "") or agent_id
         if await session.send({"type": "agent_joined", "name": name}):
             session.agent = agent_id
-            session.touch()  # the idle clock starts when the conversation does
+            # the idle clock starts when the conversation does
+            await self._save(session, agent=agent_id, active_ms=str(now_ms()))
 
-    async def _flush(self, session: ChatSession) -> None:
+    async def _agent_left(self, session: ChatSession, ix: dict[str, str]) -> None:
+        """The conversation went back to the queue (handed back, transferred)."""
+        reason = ("agent_inactive" if ix.get("transfer_note") == AGENT_INACTIVE_NOTE
+                  else "transferred")
+        if await session.send({"type": "agent_left", "reason": reason,
+                               "text": self._text(session, reason)}):
+            session.agent = ""
+            await self._save(session, agent="")
+
+    async def _flush(self, session: ChatSession, messages: list[dict[str, Any]]) -> None:
         """Deliver the agent's messages not delivered yet; only what was sent counts as seen."""
+        start = session.seen
+        for m in messages[start:]:
+            if m.get("from") == "agent" and not await session.send(
+                {"type": "message", "from": "agent", "text": str(m.get("text") or "")}
+            ):
+                break
+            session.seen += 1
+        if session.seen != start:
+            await self._save(session, seen=str(session.seen))
+
+    async def _reply_notice(self, session: ChatSession, ix: dict[str, str],
+                            messages: list[dict[str, Any]]) -> None:
+        timeout_ms = self.chat.agent_reply_timeout_s * 1000
+        if timeout_ms <= 0 or not session.agent:
+            return
+        connected_ms = int(ix.get("connected_ms") or 0)
+        waiting = awaiting_answer(messages, connected_ms)
+        if waiting is None or waiting[1] is None:
+            return
+        since, first = waiting
+        key = f"{connected_ms}:{first}"
+        if now_ms() - since < timeout_ms or session.notice == key:
+            return
+        logger.warning("chat %s: the resident's message waits %.0f s for agent %s's answer",
+                       session.ix_id, (now_ms() - since) / 1000, session.agent)
+        if await session.send({"type": "notice", "code": "reply_pending",
+                               "text": self._text(session, "reply_pending")}):
+            session.notice = key
+            await self._save(session, notice=key)
+
+    async def _sync(self, session: ChatSession, ix: dict[str, str] | None = None) -> None:
+        """Bring the resident's socket up to date with the conversation: who answers, the
+        agent's messages, its end. Idempotent: what was delivered is recorded in the link."""
         async with session.lock:
+            if session.ended or session.ws is None:
+                return
+            link = await self.state.link("token", session.token_sha256)
+            if link.get("ended"):
+                await self._flush(session, await self.service.store.messages(session.ix_id))
+                await self._finish(session, link["ended"])
+                return
+            if link and link.get("conn") != session.conn:
+                logger.info("chat %s: resumed on another connection", session.ix_id)
+                session.ended = True
+                self.sessions.pop(session.ix_id, None)
+                with contextlib.suppress(Exception):
+                    await session.ws.close(code=4000, message=b"resumed elsewhere")
+                return
+            if ix is None:
+                ix = await self._interaction(session.ix_id)
+            state = ix.get("state", "")
+            if not link and (state in WAITING_STATES or state == "connected"):  # expired: again
+                await self.state.set_link("token", session.token_sha256,
+                                          {**session.link_fields(), "owner": self.instance},
+                                          SESSION_TTL_S)
+                await self.state.set_link("ix", session.ix_id, {"token": session.token_sha256},
+                                          SESSION_TTL_S)
+            elif link.get("disconnected_wall_ms", "0") != "0" \
+                    or link.get("owner") != self.instance:
+                # a sweep took this socket for dropped (a race with a resume): it is here
+                await self._save(session, disconnected_wall_ms="0", owner=self.instance)
             messages = await self.service.store.messages(session.ix_id)
-            for m in messages[session.seen:]:
-                if m.get("from") == "agent" and not await session.send(
-                    {"type": "message", "from": "agent", "text": str(m.get("text") or "")}
-                ):
-                    return
-                session.seen += 1
+            if state in TERMINAL or state == "wrapup" or not state:
+                await self._flush(session, messages)
+                await self._finish(session, ended_by(ix))
+            elif state == "connected":
+                await self._announce_agent(session, ix.get("agent", ""))
+                await self._flush(session, messages)
+                await self._reply_notice(session, ix, messages)
+            else:
+                await self._flush(session, messages)
+                if session.agent:
+                    await self._agent_left(session, ix)
+                    await self._waiting_update(session)
 
     # --- router events ------------------------------------------------------------------
 
     async def handle_event(self, event: Event, interaction: dict[str, str]) -> None:
+        """Any event of a conversation held here brings its socket up to date (the others are
+        caught up by the process holding them, on its next tick)."""
         session = self.sessions.get(event.ix)
         if session is None:
             return
-        kind = event.type
-        if kind == EventType.CONNECT:
-            await self._announce_agent(session, event.agent or interaction.get("agent", ""))
-            await self._flush(session)
-        elif kind == EventType.MESSAGE:
-            if (event.model_extra or {}).get("from") == "agent":
-                await self._flush(session)
-        elif kind == EventType.COMPLETEAGENT:
-            await self._flush(session)
-            await self._end(session, "agent")
-        elif kind in (EventType.EXITWITHTIMEOUT, EventType.ABANDON, EventType.COMPLETECALLER):
-            await self._end(session, "timeout" if kind == EventType.EXITWITHTIMEOUT
-                            else "resident")
-        elif kind == EventType.TRANSFER:
-            session.agent = ""  # the next CONNECT announces the new agent
+        await self._sync(session, interaction or None)
 
     # --- timers -------------------------------------------------------------------------
 
     async def _maintain(self) -> None:
-        while True:
+        task = asyncio.current_task()
+        # a cancellation arriving inside a Redis pipeline can be swallowed by redis-py: the
+        # loop also ends when stop() asked it to, or once a cancellation is pending
+        while not self._stopping and not (task is not None and task.cancelling()):
             await asyncio.sleep(self.tick_s)
             try:
                 await self.tick()
+                if time.monotonic() - self._last_sweep >= self.sweep_every_s:
+                    self._last_sweep = time.monotonic()
+                    await self.sweep()
             except Exception:
                 logger.exception("chat: maintenance tick failed")
 
     async def tick(self) -> None:
-        """Grace periods, idle timeouts and waiting updates: one pass over the sessions."""
+        """The sockets held here: catch up with the conversation, waiting updates."""
         now = time.monotonic()
         for session in list(self.sessions.values()):
             if session.ended:
                 continue
             try:
-                if session.agent:
-                    if now - session.last_activity > self.chat.resident_idle_timeout_s:
-                        logger.info("chat %s: resident idle, ending", session.ix_id)
-                        await self._resident_leaves(session, by="timeout")
-                elif session.ws is None:
-                    if (session.disconnected_at is not None
-                            and now - session.disconnected_at > self.chat.reconnect_grace_s):
-                        logger.info("chat %s: not back within the grace period", session.ix_id)
-                        await self._resident_leaves(session, at_ms=session.disconnected_wall_ms)
-                elif now - session.last_waiting_update >= self.chat.waiting_update_every_s:
+                await self._sync(session)
+                if (not session.ended and not session.agent
+                        and now - session.last_waiting_update >= self.chat.waiting_update_every_s):
                     await self._waiting_update(session)
             except Exception:
                 logger.exception("chat %s: maintenance failed", session.ix_id)
+
+    async def _heartbeat(self) -> None:
+        await self.state.set_link("process", self.instance, {"alive_ms": str(now_ms())},
+                                  self.heartbeat_ttl_s)
+
+    async def sweep(self) -> None:
+        """Every open chat, whichever process holds it (if any): grace periods, idle
+        timeouts on both sides. Each action is claimed, so one process does it."""
+        await self._heartbeat()
+        for ix in await self.service.active_interactions(Channel.chat):
+            try:
+                await self._sweep_one(ix)
+            except Exception:
+                logger.exception("chat %s: sweep failed", ix.get("id"))
+
+    async def _sweep_one(self, ix: dict[str, str]) -> None:
+        ix_id, state = ix.get("id", ""), ix.get("state", "")
+        now = now_ms()
+        if state == "connected" and await self._agent_idle(ix, now):
+            return
+        sha = (await self.state.link("ix", ix_id)).get("token", "")
+        if not sha:
+            return  # not started by a web chat of this version
+        link = await self.state.link("token", sha)
+        if not link.get("ix") or link.get("ended"):
+            return
+        local = self.sessions.get(ix_id)
+        held_here = local is not None and local.conn == link.get("conn") and not local.ended
+        dropped = int(link.get("disconnected_wall_ms") or 0)
+        if not dropped and not held_here:
+            owner = link.get("owner", "")
+            if owner == self.instance or not await self.state.link("process", owner):
+                logger.info("chat %s: its process is gone: the connection counts as dropped",
+                            ix_id)
+                dropped = now
+                await self.state.set_link("token", sha, {"disconnected_wall_ms": str(now),
+                                                         "owner": ""}, SESSION_TTL_S)
+        if state in WAITING_STATES or (state == "connected" and not link.get("agent")):
+            if dropped and now - dropped > self.chat.reconnect_grace_s * 1000:
+                await self._gone(ix_id, sha, state, dropped)
+        elif state == "connected":
+            active = int(link.get("active_ms") or 0)
+            if now - active > self.chat.resident_idle_timeout_s * 1000:
+                await self._idle(ix_id, sha, local if held_here else None)
+
+    async def _gone(self, ix_id: str, sha: str, state: str, dropped_ms: int) -> None:
+        """Not back within the grace period: an ABANDON at the time of the drop (or, if an
+        agent took it meanwhile unannounced, ended)."""
+        if not await self.state.claim("end", ix_id, CLAIM_TTL_S):
+            return
+        logger.info("chat %s: not back within the grace period", ix_id)
+        if not await self._leave(ix_id, state, at_ms=dropped_ms if state in WAITING_STATES
+                                 else None):
+            await self.state.release("end", ix_id)
+            return
+        await self._end_away(ix_id, sha, "timeout", keep=state == "connected")
+
+    async def _idle(self, ix_id: str, sha: str, local: ChatSession | None) -> None:
+        if not await self.state.claim("end", ix_id, CLAIM_TTL_S):
+            return
+        logger.info("chat %s: resident idle, ending", ix_id)
+        if local is not None:
+            await self._leave(ix_id, "connected")
+            await self._finish(local, "timeout")
+            return
+        # whoever holds the socket reads the end from the link before the router's state
+        await self.state.set_link("token", sha, {"ended": "timeout"}, ENDED_TTL_S)
+        if not await self._leave(ix_id, "connected"):
+            await self.state.release("end", ix_id)
+            link = await self.state.link("token", sha)
+            if link.get("ended") == "timeout":
+                await self.state.set_link("token", sha, {"ended": ""}, SESSION_TTL_S)
+            return
+        await self.state.drop_link("ix", ix_id)
+
+    async def _agent_idle(self, ix: dict[str, str], now: int) -> bool:
+        """Hand a chat whose agent stays silent back to its queue, keeping its place."""
+        timeout_ms = self.chat.agent_idle_timeout_s * 1000
+        agent, connected_ms = ix.get("agent", ""), int(ix.get("connected_ms") or 0)
+        if timeout_ms <= 0 or not agent or not connected_ms:
+            return False
+        waiting = awaiting_answer(await self.service.store.messages(ix["id"]), connected_ms)
+        if waiting is None or now - waiting[0] < timeout_ms:
+            return False
+        stint = f"{ix['id']}:{connected_ms}"
+        if not await self.state.claim("handback", stint, CLAIM_TTL_S):
+            return False
+        try:
+            await self.service.transfer(
+                ix["id"],
+                TransferRequest(queue=ix["queue"], keep_position=True, note=AGENT_INACTIVE_NOTE),
+                by_agent=agent, by="system")
+        except CitylineError as exc:  # the agent answered, completed or transferred meanwhile
+            logger.info("chat %s: handing back refused: %s", ix["id"], exc)
+            await self.state.release("handback", stint)
+            return False
+        logger.warning("chat %s: agent %s silent for %.0f s while the resident waits: back to "
+                       "queue %s keeping its place", ix["id"], agent,
+                       (now - waiting[0]) / 1000, ix["queue"])
+        session = self.sessions.get(ix["id"])
+        if session is not None:
+            await self._sync(session)
+        return True

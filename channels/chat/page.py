@@ -16,20 +16,37 @@ TEXTS = {
            "ref": "Numer sprawy: ", "waiting": "Miejsce w kolejce: {p}, szacowany czas: {m} min",
            "joined": "Konsultant {n} dołączył(a) do rozmowy", "you": "Ty", "agent": "Urząd",
            "ended": "Rozmowa zakończona", "reconnecting": "Łączenie ponownie…",
-           "error": "Błąd: "},
+           "error": "Błąd: ", "contact": "E-mail lub telefon (opcjonalnie)",
+           "consent": "Zapamiętaj mnie, aby konsultanci widzieli moje wcześniejsze kontakty "
+                      "z urzędem",
+           "reply_pending": "Twoja wiadomość została odczytana, konsultant wkrótce odpowie.",
+           "agent_inactive": "Konsultant nie odpowiada. Czekasz na innego konsultanta, "
+                             "Twoje miejsce w kolejce jest zachowane.",
+           "transferred": "Rozmowa została przekazana. Czekasz na kolejnego konsultanta."},
     "en": {"title": "Chat with the city", "start": "Start chat", "name": "Name (optional)",
            "send": "Send", "leave": "End chat", "placeholder": "Type a message…",
            "ref": "Reference number: ", "waiting": "Place in line: {p}, estimated wait: {m} min",
            "joined": "{n} joined the conversation", "you": "You", "agent": "City",
            "ended": "The conversation has ended", "reconnecting": "Reconnecting…",
-           "error": "Error: "},
+           "error": "Error: ", "contact": "E-mail or phone (optional)",
+           "consent": "Remember me so agents can see my earlier contacts with the city",
+           "reply_pending": "Your message was seen, an agent will answer shortly.",
+           "agent_inactive": "The agent is not responding. You are waiting for another agent; "
+                             "your place in line is kept.",
+           "transferred": "Your conversation was passed on. You are waiting for another agent."},
     "uk": {"title": "Чат з міською радою", "start": "Почати розмову",
            "name": "Ім'я (необов'язково)", "send": "Надіслати", "leave": "Завершити",
            "placeholder": "Напишіть повідомлення…", "ref": "Номер справи: ",
            "waiting": "Місце в черзі: {p}, орієнтовний час: {m} хв",
            "joined": "{n} приєднався(лася) до розмови", "you": "Ви", "agent": "Місто",
            "ended": "Розмову завершено", "reconnecting": "Повторне з'єднання…",
-           "error": "Помилка: "},
+           "error": "Помилка: ", "contact": "E-mail або телефон (необов'язково)",
+           "consent": "Запам'ятати мене, щоб консультанти бачили мої попередні звернення "
+                      "до міської ради",
+           "reply_pending": "Ваше повідомлення прочитано, консультант незабаром відповість.",
+           "agent_inactive": "Консультант не відповідає. Ви очікуєте на іншого консультанта, "
+                             "ваше місце в черзі збережено.",
+           "transferred": "Розмову передано. Ви очікуєте на іншого консультанта."},
 }
 
 LANGUAGE_NAMES = {"pl": "Polski", "en": "English", "uk": "Українська"}
@@ -61,6 +78,8 @@ _TEMPLATE = """<!doctype html>
   #text { flex: 1; min-width: 0; }
   button { background: #1d4f91; color: #fff; border: 0; }
   #startbox { padding: 1rem; display: flex; flex-direction: column; gap: .6rem; }
+  .consent { display: flex; gap: .5rem; align-items: flex-start; font-size: .9rem; }
+  .consent input { margin-top: .2rem; }
   [hidden] { display: none !important; }
 </style>
 </head>
@@ -72,6 +91,8 @@ _TEMPLATE = """<!doctype html>
 <div id="status" role="status" aria-live="polite"></div>
 <div id="startbox">
   <input id="name" maxlength="200" autocomplete="given-name">
+  <input id="contact" maxlength="320" autocomplete="email">
+  <label class="consent"><input id="consent" type="checkbox"> <span id="consenttext"></span></label>
   <button id="start" type="button"></button>
 </div>
 <div id="log" aria-live="polite"></div>
@@ -99,6 +120,8 @@ _TEMPLATE = """<!doctype html>
     $("title").textContent = t("title");
     $("start").textContent = t("start");
     $("name").placeholder = t("name");
+    $("contact").placeholder = t("contact");
+    $("consenttext").textContent = t("consent");
     $("send").textContent = t("send");
     $("leave").textContent = t("leave");
     $("text").placeholder = t("placeholder");
@@ -138,13 +161,20 @@ _TEMPLATE = """<!doctype html>
       } else if (f.type === "agent_joined") {
         status(t("joined").replace("{n}", String(f.name)));
         add("info", t("joined").replace("{n}", String(f.name)));
+      } else if (f.type === "agent_left") {
+        add("info", t(f.reason) || String(f.text));
+      } else if (f.type === "notice") {
+        add("info", t(f.code) || String(f.text));
       } else if (f.type === "message") {
         add(f.from === "agent" ? "agent" : "me", String(f.text));
       } else if (f.type === "ended") {
         finish();
       } else if (f.type === "error") {
         if (f.code === "unknown_token") { sessionStorage.removeItem(KEY); finish(); }
-        else { add("info", t("error") + String(f.message)); }
+        else {
+          add("info", t("error") + String(f.message));
+          if (!sessionStorage.getItem(KEY)) { $("start").disabled = false; }
+        }
       }
     };
     ws.onclose = function (ev) {
@@ -171,7 +201,9 @@ _TEMPLATE = """<!doctype html>
   $("start").addEventListener("click", function () {
     ended = false;
     $("start").disabled = true;
-    connect({type: "start", language: lang, topic: null, name: $("name").value});
+    if (ws) { ws.onclose = null; ws.close(); ws = null; }
+    connect({type: "start", language: lang, topic: null, name: $("name").value,
+             contact: $("contact").value, consent: $("consent").checked});
   });
   $("form").addEventListener("submit", function (ev) {
     ev.preventDefault();

@@ -1,12 +1,15 @@
 """The JSON frames of the chat WebSocket, client to server, validated with pydantic.
 
-    {"type": "start", "language": "pl", "topic": null, "name": ""}
+    {"type": "start", "language": "pl", "topic": null, "name": "", "contact": "",
+     "consent": false}
     {"type": "resume", "token": "..."}
     {"type": "message", "text": "..."}
     {"type": "leave"}
 
-Server frames are plain dicts built by the adapter (started, waiting, agent_joined, message,
-ended, error). `parse_frame` turns one text frame into a model or a `FrameError` with the code
+`contact` (optional) is an e-mail address or a phone number; with `consent` the resident agreed
+to be recognised across channels by it. Server frames are plain dicts built by the adapter
+(started, waiting, agent_joined, agent_left, notice, message, ended, error).
+`parse_frame` turns one text frame into a model or a `FrameError` with the code
 of the `error` frame the client gets.
 """
 
@@ -27,6 +30,8 @@ class StartFrame(_Frame):
     language: str | None = Field(None, max_length=8)
     topic: str | None = Field(None, max_length=64)
     name: str = Field("", max_length=200)
+    contact: str = Field("", max_length=320)
+    consent: bool = False
 
 
 class ResumeFrame(_Frame):

@@ -4,7 +4,14 @@
                    (missing or wrong: 403, logged, nothing stored); the update is processed
                    before we answer, so a failure answers 500 and Telegram delivers it again
     polling mode   a tracked task long-polls getUpdates through the library's Bot
-    agent MESSAGE  (event feed) -> sendMessage to the resident's chat
+    agent MESSAGE  (event feed) -> a job in the persistent outbox -> sendMessage to the
+                   resident's chat, retried (429, 5xx, network) or failed for good (400, 403: the
+                   bot blocked), each state in the interaction's delivery record
+                   (`service.deliveries(ix_id)`); a redelivered event queues nothing twice
+
+What the adapter remembers (open interactions, languages, updates handled or failed, what was
+sent) is in the channel's memory (`service.channel_state("telegram")`), shared by every cityline
+process and kept over a restart. Whichever process runs the outbox sends what was queued.
 
 The library never owns the loop: the Application is built with `.updater(None)` and entered as
 an async context manager (initialize/shutdown) around `start()`/`stop()`; `run_polling()` and
@@ -34,12 +41,13 @@ from telegram.ext import (
     filters,
 )
 
-from channels.telegram.errors import TelegramNotStarted, TelegramSendError, TelegramStartError
+from channels.telegram.errors import TelegramStartError
 from channels.telegram.inbound import LANGUAGE_PREFIX, TelegramInbound, chat_of
 from router.config import CitylineConfig
 from router.config_telegram import TelegramConfig
 from router.http.app import json_error
-from router.models import Event, EventType
+from router.models import Channel, Event, EventType
+from router.outbox import DeliveryError, OutboundJob, Outbox, RetryPolicy
 from router.service import RoutingService
 
 logger = logging.getLogger(__name__)
@@ -47,6 +55,9 @@ logger = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # Only what the handlers use: Telegram then does not even send the rest.
 ALLOWED_UPDATES = ["message", "callback_query"]
+# an update handled is not handled again when Telegram delivers it once more
+HANDLED_TTL_S = 7 * 86_400.0
+FAILED_TTL_S = 86_400.0
 
 
 def _file_url(base_url: str) -> str:
@@ -77,12 +88,14 @@ class TelegramAdapter:
         self.tg = tg_cfg
         self.token = env.get(tg_cfg.token_env, "")
         self.secret_token = env.get(tg_cfg.secret_token_env, "")
-        self.inbound = TelegramInbound(service, tg_cfg)
+        self.state = service.channel_state(Channel.telegram)
+        self.outbox = Outbox(self.state, self._deliver,
+                             RetryPolicy(attempts=tg_cfg.send_attempts,
+                                         backoff_s=tg_cfg.send_backoff_s))
+        self.inbound = TelegramInbound(service, tg_cfg, self.outbox.submit)
         self.application: Application[Any, Any, Any, Any, Any, Any] | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._poller: asyncio.Task[None] | None = None
-        self._failed: set[int] = set()  # update ids whose handler raised, see _process
-        self._sent: set[tuple[str, int]] = set()  # (ix, message index) already delivered
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -101,6 +114,8 @@ class TelegramAdapter:
         only_new = filters.UpdateType.MESSAGE  # edits (and live-location moves) are ignored
         application.add_handler(
             MessageHandler(only_new & filters.LOCATION, self.inbound.on_location))
+        application.add_handler(
+            MessageHandler(only_new & filters.CONTACT, self.inbound.on_contact))
         application.add_handler(
             MessageHandler(only_new & filters.TEXT & ~filters.COMMAND, self.inbound.on_text))
         application.add_error_handler(self._on_error)
@@ -142,6 +157,7 @@ class TelegramAdapter:
             await self._abandon(application, stack)
             raise
         self.application, self._stack = application, stack
+        await self.outbox.start()  # replies left from before are sent now
         if self.tg.mode == "polling":
             self._poller = asyncio.create_task(self._poll(), name="telegram-poller")
             self._poller.add_done_callback(self._poller_done)
@@ -158,12 +174,14 @@ class TelegramAdapter:
         await application.bot.shutdown()
 
     async def stop(self) -> None:
-        # intake first (the poller), then the Application (fetcher, then HTTP clients)
+        # intake first (the poller), the outbox (unsent replies stay queued in Redis), then
+        # the Application (fetcher, then HTTP clients)
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
             self._poller = None
+        await self.outbox.stop()
         if self._stack is not None:
             await self._stack.aclose()
             self._stack = None
@@ -173,20 +191,25 @@ class TelegramAdapter:
     # --- updates in -----------------------------------------------------------------------
 
     async def _process(self, update: Update) -> bool:
-        """Run the handlers on one update; False if one of them raised."""
+        """Run the handlers on one update once; False if one of them raised (the error
+        handler marks it failed)."""
         assert self.application is not None
-        self._failed.discard(update.update_id)
+        update_id = str(update.update_id)
+        if await self.state.claimed("handled", update_id):
+            logger.info("telegram: update %s handled before; ignored", update_id)
+            return True
         await self.application.process_update(update)
-        if update.update_id in self._failed:
-            self._failed.discard(update.update_id)
+        if await self.state.claimed("failed", update_id):
+            await self.state.release("failed", update_id)  # a later delivery tries afresh
             return False
+        await self.state.claim("handled", update_id, HANDLED_TTL_S)
         return True
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         update_id = update.update_id if isinstance(update, Update) else None
         logger.error("telegram: update %s failed", update_id, exc_info=context.error)
         if update_id is not None:
-            self._failed.add(update_id)
+            await self.state.claim("failed", str(update_id), FAILED_TTL_S)
 
     def setup_routes(self, app: web.Application) -> None:
         app.router.add_post(self.tg.webhook_path, self.webhook)
@@ -247,6 +270,7 @@ class TelegramAdapter:
     # --- replies ------------------------------------------------------------------------
 
     async def handle_event(self, event: Event, interaction: dict[str, str]) -> None:
+        """Queue the agent's message in the outbox (once, however often the event comes)."""
         if event.type != EventType.MESSAGE or (event.model_extra or {}).get("from") != "agent":
             return
         chat_id = chat_of(interaction.get("resident", ""))
@@ -254,23 +278,28 @@ class TelegramAdapter:
             logger.error("telegram: ix=%s has no Telegram chat (resident %r); reply dropped",
                          event.ix, interaction.get("resident"))
             return
-        if self.application is None:
-            raise TelegramNotStarted("the bot is not running")
         messages = await self.service.store.messages(event.ix)
         for index, m in enumerate(messages, start=1):
             if m.get("from") != "agent" or int(m.get("t") or 0) != event.time_ms:
                 continue
-            if (event.ix, index) not in self._sent:
-                await self.send(chat_id, str(m.get("text") or ""), event.ix)
-                self._sent.add((event.ix, index))
+            await self.outbox.submit(OutboundJob(ix_id=event.ix, item=str(index),
+                                                 to=str(chat_id), text=str(m.get("text") or "")))
 
-    async def send(self, chat_id: int, text: str, ix_id: str = "") -> None:
-        """Send `text` to a chat; raises TelegramSendError when trying again may help."""
-        assert self.application is not None
+    def _clean(self, exc: Exception) -> str:
+        text = str(exc) or type(exc).__name__
+        return text.replace(self.token, "<token>") if self.token else text
+
+    async def _deliver(self, job: OutboundJob) -> None:
+        """The outbox's transport: sendMessage, its errors sorted into retry or give up."""
+        if self.application is None:
+            raise DeliveryError("the bot is not running")
         try:
-            await self.application.bot.send_message(chat_id, text)
-        except (tg_errors.Forbidden, tg_errors.BadRequest) as exc:
-            # the resident blocked the bot, or the chat is gone: no retry will help
-            logger.error("telegram: reply of ix=%s to chat=%s refused: %s", ix_id, chat_id, exc)
-        except tg_errors.TelegramError as exc:
-            raise TelegramSendError(f"reply to chat {chat_id} failed: {exc}") from exc
+            await self.application.bot.send_message(int(job.to), job.text)
+        except tg_errors.Forbidden as exc:  # the resident blocked the bot
+            raise DeliveryError(self._clean(exc), permanent=True, status="blocked") from None
+        except (tg_errors.BadRequest, tg_errors.ChatMigrated) as exc:  # the chat is gone
+            raise DeliveryError(self._clean(exc), permanent=True, status="rejected") from None
+        except tg_errors.RetryAfter as exc:
+            raise DeliveryError(f"flood control: retry after {exc.retry_after}") from None
+        except tg_errors.TelegramError as exc:  # 5xx, network, timeouts: may work later
+            raise DeliveryError(self._clean(exc)) from None

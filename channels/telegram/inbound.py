@@ -6,24 +6,32 @@ answers 500 and Telegram delivers the update again; intake is idempotent by exte
 
 Threading: a chat has at most one open interaction (queued, offered or connected); a message
 while it is open is a resident message of it, otherwise it opens a new one whose external id is
-`<chat_id>:<message_id>`. Messages of one chat are handled one at a time (a lock per chat), so two
-quick first messages cannot open two interactions.
+`<chat_id>:<message_id>`. Messages of one chat are handled one at a time, also across cityline
+processes (a claim per chat held while one is handled), so two quick first messages cannot open
+two interactions.
+
+What a chat is remembered by lives in the channel's memory (`service.channel_state("telegram")`),
+shared by every process and kept over a restart: the link "chat" (chat id -> its open
+interaction) and the link "prefs" (chat id -> chosen language, own phone number shared).
+The acknowledgement with the reference number goes through the persistent outbox.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.ext import ContextTypes
 
+from channels.telegram.errors import TelegramError
+from channels.webform.validation import normalise_contact
 from queues import errors as store_errors
 from router.config_telegram import TelegramConfig
 from router.models import Channel, IntakeRequest
+from router.outbox import OutboundJob
 from router.service import RoutingService
 
 logger = logging.getLogger(__name__)
@@ -31,7 +39,12 @@ logger = logging.getLogger(__name__)
 TELEGRAM = Channel.telegram
 OPEN_STATES = frozenset({"queued", "offered", "connected"})
 LANGUAGE_PREFIX = "lang:"
-LANGUAGE_KEY = "language"  # in python-telegram-bot's chat_data
+# how long a chat's open interaction and its preferences are remembered (refreshed on use)
+OPEN_TTL_S = 30 * 86_400.0
+PREFS_TTL_S = 365 * 86_400.0
+# one chat handled by one process at a time: the claim's lifetime, and how long to wait for it
+CHAT_LOCK_TTL_S = 30.0
+CHAT_LOCK_WAIT_S = 10.0
 
 LANGUAGE_LABELS = {"pl": "Polski", "en": "English", "uk": "Українська"}
 CHOOSE_LANGUAGE = "Wybierz język · Choose your language · Оберіть мову"
@@ -45,7 +58,23 @@ RECEIVED = {
     "en": "Thank you. Your reference number is {ref}. An agent will answer soon.",
     "uk": "Дякуємо. Номер звернення: {ref}. Консультант скоро відповість.",
 }
+CONTACT_KEPT = {
+    "pl": "Dziękujemy. Zapamiętamy ten numer, aby konsultanci widzieli Twoje wcześniejsze "
+          "kontakty z urzędem.",
+    "en": "Thank you. We will remember this number so agents can see your earlier contacts "
+          "with the city.",
+    "uk": "Дякуємо. Ми запам'ятаємо цей номер, щоб консультанти бачили ваші попередні "
+          "звернення до міської ради.",
+}
 SUBJECT_CHARS = 80
+
+Submit = Callable[[OutboundJob], Awaitable[bool]]
+
+
+class ChatBusy(TelegramError):
+    """Another process has been handling this chat for too long: the update is retried."""
+
+    error_id = "telegram_chat_busy"
 
 
 def resident_of(chat_id: int) -> str:
@@ -67,37 +96,48 @@ def location_text(lat: float, lon: float) -> str:
 class TelegramInbound:
     """The handler callbacks, with the chat -> open interaction directory they share."""
 
-    def __init__(self, service: RoutingService, tg: TelegramConfig) -> None:
+    def __init__(self, service: RoutingService, tg: TelegramConfig, submit: Submit) -> None:
         self.service = service
         self.tg = tg
+        self.submit = submit
+        self.state = service.channel_state(TELEGRAM)
         self.languages = [lang for lang in service.cfg.city.languages if lang in LANGUAGE_LABELS]
-        # chat id -> id of its open interaction; a cache, each entry checked before use, filled
-        # from the store at start (`recover`) so a restart keeps conversations together
-        self._open: dict[int, str] = {}
         self._locks: dict[int, asyncio.Lock] = {}
 
     async def recover(self) -> int:
-        """Fill the directory from the store's open Telegram interactions."""
+        """Link open Telegram interactions that have no link yet (made before links existed)."""
+        n = 0
         for ix in await self.service.active_interactions(TELEGRAM):
             chat_id = chat_of(ix.get("resident", ""))
             if chat_id is not None and ix.get("id"):
-                self._open[chat_id] = ix["id"]
-        return len(self._open)
+                if not (await self.state.link("chat", str(chat_id))).get("ix"):
+                    await self.state.set_link("chat", str(chat_id), {"ix": ix["id"]}, OPEN_TTL_S)
+                n += 1
+        return n
 
     @asynccontextmanager
     async def _chat(self, chat_id: int) -> AsyncIterator[None]:
         lock = self._locks.setdefault(chat_id, asyncio.Lock())
         try:
             async with lock:
-                yield
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + CHAT_LOCK_WAIT_S
+                while not await self.state.claim("chat_lock", str(chat_id), CHAT_LOCK_TTL_S):
+                    if loop.time() > deadline:
+                        raise ChatBusy(f"chat {chat_id} is being handled elsewhere")
+                    await asyncio.sleep(0.05)
+                try:
+                    yield
+                finally:
+                    await self.state.release("chat_lock", str(chat_id))
         finally:
             # dropped when nobody waits, so the dict holds only chats being handled
             if not lock.locked() and self._locks.get(chat_id) is lock:
                 del self._locks[chat_id]
 
     async def open_interaction(self, chat_id: int) -> str | None:
-        ix_id = self._open.get(chat_id)
-        if ix_id is None:
+        ix_id = (await self.state.link("chat", str(chat_id))).get("ix")
+        if not ix_id:
             return None
         try:
             ix = await self.service.store.interaction(ix_id)
@@ -105,11 +145,14 @@ class TelegramInbound:
             ix = {}
         if ix.get("state") in OPEN_STATES:
             return ix_id
-        del self._open[chat_id]
+        await self.state.drop_link("chat", str(chat_id))
         return None
 
-    def language(self, update: Update, chat_data: dict[Any, Any] | None) -> str:
-        chosen = (chat_data or {}).get(LANGUAGE_KEY)
+    async def prefs(self, chat_id: int) -> dict[str, str]:
+        return await self.state.link("prefs", str(chat_id))
+
+    def language(self, update: Update, prefs: dict[str, str]) -> str:
+        chosen = prefs.get("language")
         if chosen in self.service.cfg.city.languages:
             return str(chosen)
         user = update.effective_user
@@ -137,8 +180,9 @@ class TelegramInbound:
         if lang not in self.languages:
             await query.answer()
             return
-        if context.chat_data is not None:
-            context.chat_data[LANGUAGE_KEY] = lang
+        chat = update.effective_chat
+        if chat is not None:
+            await self.state.set_link("prefs", str(chat.id), {"language": lang}, PREFS_TTL_S)
         await query.answer()
         await query.edit_message_text(LANGUAGE_SET[lang])
         logger.debug("telegram: chat=%s language=%s", update.effective_chat and
@@ -158,6 +202,29 @@ class TelegramInbound:
         await self._receive(update, context, message, location_text(lat, lon),
                             {"lat": lat, "lon": lon})
 
+    async def on_contact(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The resident shared their own phone number (the "share contact" button): it is
+        remembered for recognising them across channels, and told to the agent if a
+        conversation is open. Someone else's contact card is just ignored."""
+        message = update.effective_message
+        user = update.effective_user
+        contact = message.contact if message is not None else None
+        if message is None or contact is None or user is None or contact.user_id != user.id:
+            return
+        try:
+            phone = normalise_contact(contact.phone_number, self.service.cfg.city.country)
+        except ValueError:
+            logger.info("telegram: chat=%s shared an unusable phone number", message.chat_id)
+            return
+        async with self._chat(message.chat_id):
+            await self.state.set_link("prefs", str(message.chat_id), {"phone": phone},
+                                      PREFS_TTL_S)
+            ix_id = await self.open_interaction(message.chat_id)
+            if ix_id is not None:
+                await self.service.attach_meta(ix_id, {"phone": phone})
+            language = self.language(update, await self.prefs(message.chat_id))
+        await message.reply_text(CONTACT_KEPT.get(language, CONTACT_KEPT["en"]))
+
     async def _receive(self, update: Update, context: ContextTypes.DEFAULT_TYPE,
                        message: Message, text: str, meta: dict[str, float]) -> None:
         chat_id = message.chat_id
@@ -170,8 +237,10 @@ class TelegramInbound:
                 logger.debug("telegram: chat=%s message=%s joins ix=%s", chat_id,
                              message.message_id, ix_id)
                 return
-            language = self.language(update, context.chat_data)
+            prefs = await self.prefs(chat_id)
+            language = self.language(update, prefs)
             user = update.effective_user
+            phone = prefs.get("phone", "")
             req = IntakeRequest(
                 channel=TELEGRAM,
                 queue=self.tg.queue,
@@ -182,10 +251,15 @@ class TelegramInbound:
                 body=text,
                 external_id=f"{chat_id}:{message.message_id}",
                 meta={"chat_id": chat_id, **meta},
+                # a number the resident shared themselves: they asked to be recognised by it
+                contacts=[phone] if phone else [],
+                consent=bool(phone),
             )
             res = await self.service.create_interaction(req)
-            self._open[chat_id] = res.id
+            await self.state.set_link("chat", str(chat_id), {"ix": res.id}, OPEN_TTL_S)
+            # queued once (a retried update finds it submitted), sent by the outbox
+            await self.submit(OutboundJob(
+                ix_id=res.id, item="ack", to=str(chat_id),
+                text=RECEIVED.get(language, RECEIVED["en"]).format(ref=res.ref)))
         logger.info("telegram: chat=%s opened ix=%s ref=%s (new=%s)", chat_id, res.id, res.ref,
                     res.created)
-        if res.created:
-            await message.reply_text(RECEIVED.get(language, RECEIVED["en"]).format(ref=res.ref))

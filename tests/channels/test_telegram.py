@@ -4,6 +4,8 @@ real Redis. Any connection to something other than loopback or a unix socket fai
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 import socket
@@ -24,7 +26,7 @@ from router.config import CitylineConfig, load_config
 from router.config_telegram import TelegramConfig
 from router.dispatcher import Dispatcher
 from router.http.app import AppContext, create_app
-from router.models import Event
+from router.models import Event, IntakeRequest
 from router.service import RoutingService
 from tests.fakes.telegram_api import FakeTelegramApi
 from tests.routing_fixtures import eventually
@@ -128,8 +130,17 @@ class Tg:
 @pytest.fixture
 async def tg(redis: aioredis.Redis, cfg: CitylineConfig, service: RoutingService,
              api: FakeTelegramApi) -> AsyncIterator[Tg]:
-    tg_cfg = TelegramConfig(enabled=True, base_url=api.base_url, mode="webhook",
-                            public_url="https://tg.city.example")
+    async with tg_process(redis, cfg, service, api, public_url="https://tg.city.example") as t:
+        yield t
+    assert api.hosts() == {f"127.0.0.1:{api.port}"}
+
+
+@contextlib.asynccontextmanager
+async def tg_process(redis: aioredis.Redis, cfg: CitylineConfig, service: RoutingService,
+                     api: FakeTelegramApi, **overrides: Any) -> AsyncIterator[Tg]:
+    """One cityline process's Telegram adapter with its webhook on its own HTTP server."""
+    tg_cfg = TelegramConfig(**{"enabled": True, "base_url": api.base_url, "mode": "webhook",
+                               "send_backoff_s": 0.05, **overrides})
     adapter = TelegramAdapter(service, cfg, tg_cfg, env=ENV)
     app = create_app(AppContext(config=cfg, redis=redis, keys=Keys(), store=service.store),
                      extra_setup=[adapter.setup_routes])
@@ -141,7 +152,6 @@ async def tg(redis: aioredis.Redis, cfg: CitylineConfig, service: RoutingService
     finally:
         await adapter.stop()
         await client.close()
-    assert api.hosts() == {f"127.0.0.1:{api.port}"}
 
 
 
@@ -181,8 +191,9 @@ async def test_texts_open_and_join_one_interaction(tg: Tg) -> None:
     assert ix["body"] == "Dziura w jezdni na ul. Długiej"
     ext = f"{CHAT}:{first['message']['message_id']}"
     assert await tg.service.find_external("telegram", ext) == ix["id"]
-    ack = tg.api.called("sendMessage")[-1]
+    (ack,) = await eventually(lambda: tg.api.called("sendMessage"))
     assert ack["chat_id"] == CHAT and ix["ref"] in ack["text"]
+    assert await eventually(lambda: _record(tg, ix["id"], "sent", item="ack"))
 
     assert (await tg.post(message("Jest bardzo głęboka"))).status == 200
     assert [i["id"] for i in await tg.interactions()] == [ix["id"]]
@@ -192,6 +203,14 @@ async def test_texts_open_and_join_one_interaction(tg: Tg) -> None:
     # a repeated delivery of the first update (a Telegram retry) opens nothing new
     assert (await tg.post(first)).status == 200
     assert [i["id"] for i in await tg.interactions()] == [ix["id"]]
+    # nor does a repeated delivery of a joining message add it twice
+    again = message("Na wysokości numeru 12")
+    assert (await tg.post(again)).status == 200
+    assert (await tg.post(again)).status == 200
+    texts = [m["text"] for m in await tg.service.store.messages(ix["id"])]
+    assert texts.count("Na wysokości numeru 12") == 1
+    await asyncio.sleep(0.1)
+    assert len(tg.api.called("sendMessage")) == 1  # one acknowledgement
 
 
 def ix_chat(ix: dict[str, str]) -> int:
@@ -246,9 +265,104 @@ async def test_the_agent_reply_reaches_the_chat(tg: Tg, redis: aioredis.Redis) -
     interaction = await redis.hgetall(Keys().ix(ix["id"]))
     await tg.adapter.handle_event(event, interaction)
     await tg.adapter.handle_event(event, interaction)  # at-least-once: sent once only
+    record = await eventually(lambda: _record(tg, ix["id"], "sent"))
+    assert (record["channel"], record["attempts"], record["to"]) == ("telegram", 1, str(CHAT))
+    await tg.adapter.handle_event(event, interaction)  # also after it was sent
+    await asyncio.sleep(0.2)
     replies = [c for c in tg.api.called("sendMessage")
                if c["text"] == "At window 3, ground floor."]
     assert replies == [{"chat_id": CHAT, "text": "At window 3, ground floor."}]
+
+
+async def _record(tg: Tg, ix_id: str, want: str, item: str = "") -> dict[str, Any] | None:
+    """The delivery record of `item` (default: any agent reply) once its status is `want`."""
+    records = await tg.service.deliveries(ix_id)
+    found = [r for k, r in records.items()
+             if (k == item if item else k != "ack") and r["status"] == want]
+    return found[0] if found else None
+
+
+async def _agent_replies(tg: Tg, redis: aioredis.Redis, text: str) -> str:
+    """An agent takes the open chat and answers `text`; the MESSAGE event is handed to the
+    adapter. Returns the interaction id."""
+    (ix,) = await tg.interactions()
+    await tg.service.agent_login(AGENT, ready=True)
+    assert await Dispatcher(tg.service.store, tg.service.cfg).match_round() == 1
+    await tg.service.accept(AGENT, ix["id"])
+    await tg.service.agent_message(AGENT, ix["id"], text)
+    entries = await redis.xrange(Keys().events)
+    (event,) = [e for e in (Event.from_stream(i, f) for i, f in entries)
+                if e.type == "MESSAGE" and (e.model_extra or {}).get("from") == "agent"]
+    await tg.adapter.handle_event(event, await redis.hgetall(Keys().ix(ix["id"])))
+    return ix["id"]
+
+
+async def test_flood_control_and_server_errors_are_retried(
+        tg: Tg, redis: aioredis.Redis) -> None:
+    tg.api.fail("sendMessage", 429, retry_after=1)
+    tg.api.fail("sendMessage", 502, "Bad Gateway")
+    assert (await tg.post(message("Pytanie"))).status == 200
+    (ix,) = await tg.interactions()
+    ack = await eventually(lambda: _record(tg, ix["id"], "sent", item="ack"))
+    assert ack["attempts"] == 3 and ack["error"] == ""
+    ix_id = await _agent_replies(tg, redis, "Proszę przyjść w poniedziałek.")
+    record = await eventually(lambda: _record(tg, ix_id, "sent"))
+    assert record["attempts"] == 1
+    texts = [c["text"] for c in tg.api.called("sendMessage")]
+    assert texts.count("Proszę przyjść w poniedziałek.") == 1
+    assert len(texts) == 4  # the ack three times, the reply once
+
+
+async def test_a_blocked_bot_fails_for_good_and_the_agent_sees_it(
+        tg: Tg, redis: aioredis.Redis) -> None:
+    assert (await tg.post(message("Pytanie"))).status == 200
+    (ix,) = await tg.interactions()
+    await eventually(lambda: _record(tg, ix["id"], "sent", item="ack"))
+    tg.api.fail("sendMessage", 403, times=5)
+    await _agent_replies(tg, redis, "Dzień dobry")
+    record = await eventually(lambda: _record(tg, ix["id"], "blocked"))
+    assert record["attempts"] == 1 and "blocked" in record["error"]
+    await asyncio.sleep(0.3)
+    assert len(tg.api.called("sendMessage")) == 2  # the ack, one try of the reply
+
+
+async def test_another_process_carries_on_the_conversation(
+        tg: Tg, redis: aioredis.Redis, cfg: CitylineConfig, service: RoutingService,
+        api: FakeTelegramApi) -> None:
+    """A restart, or the next update reaching another process: the open interaction and the
+    language chosen are known there too."""
+    assert (await tg.post(message("Gdzie jest urząd skarbowy?"))).status == 200
+    (ix,) = await tg.interactions()
+    assert (await tg.post(callback("lang:en", chat=555))).status == 200
+    async with tg_process(redis, cfg, service, api) as other:
+        assert (await other.post(message("To pilne"))).status == 200
+        texts = [m["text"] for m in await service.store.messages(ix["id"])]
+        assert texts[-1] == "To pilne"
+        assert (await other.post(message("Where do I pay?", chat=555, lang="pl"))).status == 200
+        opened = {i["resident"]: i for i in await other.interactions()}
+        assert set(opened) == {f"tg:{CHAT}", "tg:555"}
+        assert opened["tg:555"]["language"] == "en"
+
+
+async def test_an_own_shared_contact_is_remembered_with_consent(
+        tg: Tg, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[IntakeRequest] = []
+    real = tg.service.create_interaction
+
+    async def spy(req: IntakeRequest) -> Any:
+        seen.append(req)
+        return await real(req)
+
+    monkeypatch.setattr(tg.service, "create_interaction", spy)
+    someone = {"phone_number": "+48 600 100 201", "first_name": "Ktoś", "user_id": 999}
+    assert (await tg.post(message(contact=someone))).status == 200
+    own = {"phone_number": "600100200", "first_name": "Olena", "user_id": CHAT}
+    assert (await tg.post(message(contact=own))).status == 200
+    (thanks,) = tg.api.called("sendMessage")
+    assert "zapamiętamy" in thanks["text"].lower()
+    assert (await tg.post(message("Zgłoszenie"))).status == 200
+    (req,) = seen
+    assert (req.contacts, req.consent) == (["+48600100200"], True)
 
 
 async def test_polling_processes_a_queued_update(

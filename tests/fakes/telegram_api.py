@@ -6,6 +6,8 @@ sendMessage, editMessageText, answerCallbackQuery, setWebhook, deleteWebhook, ge
 (long-polls a queue the test fills with `queue_update`). Every call is recorded with its
 parameters and the Host it was addressed to; an unknown method or token answers like Telegram
 (404 / 401), so a library call we did not expect shows up as a failure, not a silent success.
+`fail(method, status, ...)` makes the next calls of a method answer an error as Telegram does
+(429 with retry_after, 403 for a bot the user blocked, 5xx), recorded like any call.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class FakeTelegramApi:
     _updates: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(900))
     _runner: web.AppRunner | None = None
+    _failures: dict[str, list[tuple[int, str, int | None]]] = field(default_factory=dict)
     port: int = 0
 
     @property
@@ -64,6 +67,14 @@ class FakeTelegramApi:
 
     def queue_update(self, update: dict[str, Any]) -> None:
         self._updates.put_nowait(update)
+
+    def fail(self, method: str, status: int, description: str = "", *, times: int = 1,
+             retry_after: int | None = None) -> None:
+        """The next `times` calls of `method` answer `status` (after being recorded)."""
+        text = description or {403: "Forbidden: bot was blocked by the user",
+                               429: "Too Many Requests: retry after 1",
+                               400: "Bad Request: chat not found"}.get(status, "Internal error")
+        self._failures.setdefault(method, []).extend([(status, text, retry_after)] * times)
 
     def called(self, method: str) -> list[dict[str, Any]]:
         return [c.params for c in self.calls if c.method == method]
@@ -91,6 +102,10 @@ class FakeTelegramApi:
         self.calls.append(Call(method, params, request.host))
         if request.match_info["token"] != self.token:
             return _error(401, "Unauthorized")
+        pending = self._failures.get(method)
+        if pending:
+            status, text, retry_after = pending.pop(0)
+            return _error(status, text, retry_after)
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
             return _error(404, "Not Found")
@@ -137,6 +152,8 @@ class FakeTelegramApi:
         return [u for u in out if u["update_id"] >= offset]
 
 
-def _error(status: int, description: str) -> web.Response:
-    return web.json_response({"ok": False, "error_code": status, "description": description},
-                             status=status)
+def _error(status: int, description: str, retry_after: int | None = None) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if retry_after is not None:
+        body["parameters"] = {"retry_after": retry_after}
+    return web.json_response(body, status=status)
