@@ -200,3 +200,34 @@ class Keys:
     # sent the resident (status, tries, last error), shown to the agent next to the message.
     def deliveries(self, ix_id: str) -> str:
         return f"{self.prefix}dlv:{ix_id}"
+
+    # --- residents recognised across channels, with their consent (queues.residents) --------
+    # An identity is a canonical contact (router.identity): "tel:+48600100200",
+    # "mailto:jan@example.pl", "telegram:123". Only residents who consented are kept; withdrawing
+    # consent removes every identity and history record (the interactions themselves stay).
+
+    # HASH: identity -> resident id, for every identity of a resident who consented.
+    @property
+    def resident_index(self) -> str:
+        return f"{self.prefix}rid"
+
+    # HASH: interaction id -> resident id, for every interaction in some resident's history (so
+    # the agent holding it finds the resident; a merge or a withdrawal rewrites it in one step).
+    @property
+    def resident_of_ix(self) -> str:
+        return f"{self.prefix}rix"
+
+    # SET per resident of its identities.
+    def resident_ids(self, resident_id: str) -> str:
+        return f"{self.prefix}res:{resident_id}:ids"
+
+    # HASH per resident: consent (1, or 0 once withdrawn), since_ms, via (channel of the first
+    # consent), renewed_ms (last contact that gave it), withdrawn_ms. Kept after a withdrawal as
+    # the record of it; holds nothing that identifies the person.
+    def resident_consent(self, resident_id: str) -> str:
+        return f"{self.prefix}res:{resident_id}:consent"
+
+    # ZSET per resident of its interaction ids scored by created_ms, the newest few hundred
+    # (`queues.residents.HISTORY_CAP`).
+    def resident_history(self, resident_id: str) -> str:
+        return f"{self.prefix}res:{resident_id}:hist"

@@ -326,6 +326,21 @@ class RoutingStore:
              self.events_maxlen, from_bucket],
         )  # fmt: skip
 
+    async def reprioritise(self, ix_id: str, *, from_bucket: str, target: Placement,
+                           by: str = "") -> int:
+        """Move a waiting interaction to the bucket of its new priority, keeping its place in
+        time and its timers; returns its position in that bucket."""
+        k = self.keys
+        bid = target.bucket_id
+        res = await self._call(
+            "reprioritise",
+            [k.ix(ix_id), k.bucket(from_bucket), k.active_buckets, k.bucket(bid),
+             k.bucket_meta(bid), k.queue_buckets(target.queue), k.due, k.events],
+            [ix_id, bid, json.dumps({"priority": target.priority}), json.dumps(target.meta()),
+             self.events_maxlen, from_bucket, by],
+        )  # fmt: skip
+        return int(res[1])
+
     async def max_wait(
         self,
         ix_id: str,
@@ -433,6 +448,13 @@ class RoutingStore:
             raise NotFoundError(f"no interaction {ix_id}")
         return {_s(a): _s(b) for a, b in data.items()}
 
+    async def placement_of(self, bucket_id: str) -> Placement:
+        """The placement a bucket stands for (written once when it was first used)."""
+        meta = await self.redis.hgetall(self.keys.bucket_meta(bucket_id))
+        if not meta:
+            raise NotFoundError(f"no bucket {bucket_id}")
+        return Placement.from_meta({_s(a): _s(b) for a, b in meta.items()})
+
     async def by_ref(self, ref: str) -> dict[str, str]:
         ix_id = await self.redis.hget(self.keys.ref_index, ref)
         if ix_id is None:
@@ -447,6 +469,11 @@ class RoutingStore:
 
     async def agent_work(self, agent_id: str) -> set[str]:
         return {_s(m) for m in await self.redis.smembers(self.keys.agent_work(agent_id))}
+
+    async def message_at(self, ix_id: str, index: int) -> dict[str, Any] | None:
+        """Message `index` (1-based) of the conversation, None if there is none."""
+        raw = await self.redis.lindex(self.keys.messages(ix_id), index - 1)
+        return json.loads(raw) if raw is not None else None
 
     async def messages(self, ix_id: str) -> list[dict[str, Any]]:
         return [json.loads(m) for m in await self.redis.lrange(self.keys.messages(ix_id), 0, -1)]

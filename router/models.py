@@ -80,6 +80,7 @@ class EventType(StrEnum):
     EXITEMPTY = "EXITEMPTY"
     TRANSFER = "TRANSFER"
     ESCALATE = "ESCALATE"
+    PRIORITY = "PRIORITY"
     ADDMEMBER = "ADDMEMBER"
     REMOVEMEMBER = "REMOVEMEMBER"
     PAUSE = "PAUSE"
@@ -184,8 +185,8 @@ class IntakeRequest(BaseModel):
         "on an e-mailed form, an e-mail in a chat); recognised only with consent",
     )
     consent: bool = Field(
-        False, description="the resident agreed to be recognised across channels: agents may see "
-        "their earlier contacts made with any of these identities",
+        False, description="the resident agreed to be recognised across channels: from now on "
+        "(until withdrawn) agents see their contacts made with any of these identities",
     )
 
 

@@ -7,21 +7,26 @@ caller was authenticated as; the scripts check that the interaction is really th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from redis.exceptions import RedisError
+
 from queues import errors as store_errors
 from queues.buckets import Placement
 from queues.channel_state import ChannelStateStore
+from queues.residents import HISTORY_CAP, Linked, ResidentStore, Withdrawn
 from queues.store import Abandoned, Blending, Enqueued, RoutingStore
 from router import placement as pl
 from router.channel_state import ChannelState
 from router.config import CitylineConfig
 from router.errors import BadRequest, NotFound, Unprocessable, from_store
-from router.models import AgentProfile, Channel, IntakeRequest, TransferRequest
+from router.identity import identities_of, identity_of
+from router.models import AgentProfile, Channel, Event, EventType, IntakeRequest, TransferRequest
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +38,7 @@ class RoutingService:
         tz = ZoneInfo(cfg.city.timezone)
         store.tz_offset_ms = lambda: int(datetime.now(tz).utcoffset().total_seconds() * 1000)
         self._channel_store: ChannelStateStore | None = None
+        self._residents: ResidentStore | None = None
 
     @property
     def blending(self) -> Blending:
@@ -83,7 +89,7 @@ class RoutingService:
             "extra_skills": json.dumps(extra, sort_keys=True),
         }
         ext = f"{req.channel}:{req.external_id}" if req.external_id else ""
-        return await self._do(
+        done: Enqueued = await self._do(
             self.store.enqueue(
                 target,
                 fields,
@@ -92,6 +98,8 @@ class RoutingService:
                 external_key=ext,
             )
         )
+        await self._recognise(done.id, req)
+        return done
 
     async def deflect(self, channel: Channel, *, topic: str, language: str, resident: str,
                       reason: str, meta: dict[str, Any] | None = None,
@@ -135,8 +143,113 @@ class RoutingService:
         index (or "ack"): status, tries, last error."""
         return await self.channel_state("").deliveries(ix_id)
 
+    # --- reading, for channels ------------------------------------------------------------
+
+    async def interaction(self, ix_id: str) -> dict[str, str]:
+        """The interaction's fields (router.models.Interaction); NotFound if there is none."""
+        return await self._do(self.store.interaction(ix_id))
+
+    async def interaction_by_ref(self, ref: str) -> dict[str, str]:
+        return await self._do(self.store.by_ref(ref))
+
+    async def messages(self, ix_id: str) -> list[dict[str, Any]]:
+        """The conversation, oldest first: {from, agent, text, t} each."""
+        return await self.store.messages(ix_id)
+
+    async def announced_message(self, event: Event) -> tuple[int, dict[str, Any]] | None:
+        """The message a MESSAGE event announced, with its 1-based index (the item a channel's
+        outbox delivers it as); None for other events or a message no longer there."""
+        extra = event.model_extra or {}
+        if event.type != EventType.MESSAGE or not event.ix:
+            return None
+        index = int(extra.get("index") or 0)
+        if index:
+            found = await self.store.message_at(event.ix, index)
+            return (index, found) if found is not None else None
+        # an event written before MESSAGE carried its index: the message of that time
+        for i, m in enumerate(await self.store.messages(event.ix), start=1):
+            if m.get("from") == extra.get("from") and int(m.get("t") or 0) == event.time_ms:
+                return i, m
+        return None
+
     async def resident_message(self, ix_id: str, text: str) -> int:
         return await self._do(self.store.message(ix_id, sender="resident", text=text))
+
+    # --- residents recognised across channels ---------------------------------------------
+
+    @property
+    def residents(self) -> ResidentStore:
+        """Residents who consented to be recognised: identities, consent, history."""
+        if self._residents is None:
+            self._residents = ResidentStore(self.store.redis, self.store.keys,
+                                            self.store.scripts)
+        return self._residents
+
+    async def _recognise(self, ix_id: str, req: IntakeRequest) -> Linked | None:
+        """Link the contact to its resident (see `queues.residents`).
+
+        With consent, every identity it carries (where it came from and the contacts it gave)
+        is linked to one resident and the interaction joins their history. Without consent only
+        the identity it came from is looked up: it joins the history of a resident who
+        consented earlier (consent holds until withdrawn), and otherwise nothing is written.
+        The interaction already exists, so a failure here is logged, never raised: recognising
+        a resident is a help for the agent, losing their contact would be worse.
+        """
+        region = self.cfg.city.country
+        if req.consent:
+            found = identities_of(req.channel, req.resident, req.contacts, region)
+        else:
+            primary = identity_of(req.channel, req.resident, region)
+            found = [primary] if primary else []
+        if not found:
+            return None
+        try:
+            return await self.residents.link(ix_id, found, consent=req.consent,
+                                             via=str(req.channel))
+        except (store_errors.StoreError, RedisError) as exc:
+            logger.warning("interaction %s: resident not recognised (%s)", ix_id, exc)
+            return None
+
+    async def resident_history(
+        self, ix_id: str, limit: int = HISTORY_CAP
+    ) -> tuple[str | None, list[dict[str, str]]]:
+        """(resident id, their other interactions newest first) for `ix_id`; (None, []) when
+        its resident is not recognised. Callers check who may read `ix_id` first."""
+        rid = await self.residents.resident_of_interaction(ix_id)
+        if rid is None:
+            return None, []
+        ids = [i for i, _ in await self.residents.history(rid, limit + 1) if i != ix_id][:limit]
+        names = ["id", "ref", "channel", "queue", "topic", "state", "created_ms", "subject"]
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for other in ids:
+                pipe.hmget(self.store.keys.ix(other), names)
+            rows = await pipe.execute()
+        out = []
+        for row in rows:
+            values = [v.decode() if isinstance(v, bytes) else v for v in row]
+            if values[0] is not None:
+                out.append({n: v or "" for n, v in zip(names, values, strict=True)})
+        return rid, out
+
+    async def withdraw_consent(
+        self, resident_id: str | None = None, *, contact: str | None = None
+    ) -> Withdrawn:
+        """The resident no longer wants to be recognised: every identity and history record of
+        theirs goes (the interactions stay). Give the resident id, or any contact of theirs (a
+        phone number, an e-mail address, a canonical identity such as telegram:123)."""
+        if (resident_id is None) == (contact is None):
+            raise BadRequest("give a resident id or a contact", code="bad_request")
+        try:
+            if resident_id is not None:
+                return await self.residents.withdraw(resident_id)
+            identity = identity_of(None, contact or "", self.cfg.city.country)
+            if identity is None:
+                raise Unprocessable("not a phone number, e-mail address or Telegram chat",
+                                    code="invalid_contact")
+            return await self.residents.withdraw_identity(identity)
+        except store_errors.NotFoundError:
+            raise NotFound("no resident who consented is known by that",
+                           code="unknown_resident") from None
 
     # --- agents -------------------------------------------------------------------------
 
@@ -234,6 +347,17 @@ class RoutingService:
     async def agent_message(self, agent_id: str, ix_id: str, text: str) -> int:
         return await self._do(
             self.store.message(ix_id, sender="agent", text=text, agent_id=agent_id))
+
+    async def set_priority(self, ix_id: str, priority: int, *, by: str) -> int:
+        """A supervisor raises (or lowers) a waiting interaction's priority: it keeps its place
+        in time and its timers (PRIORITY event). Returns its position in its new bucket."""
+        ix = await self._do(self.store.interaction(ix_id))
+        if ix.get("state") != "queued" or not ix.get("bucket"):
+            raise from_store(store_errors.StateError(f"interaction is {ix.get('state')}"))
+        current = await self._do(self.store.placement_of(ix["bucket"]))
+        target = dataclasses.replace(current, priority=priority)
+        return await self._do(self.store.reprioritise(ix_id, from_bucket=ix["bucket"],
+                                                      target=target, by=by))
 
     async def transfer(self, ix_id: str, req: TransferRequest, *, by_agent: str = "",
                        by: str = "") -> int:

@@ -290,3 +290,23 @@ async def test_unknown_agent_and_interaction(api: ApiHarness):
     assert resp.status == 404 and (await error_of(resp))["code"] == "not_found"
     resp = await boss.get("/interactions/..%2F..%2Fetc")
     assert resp.status == 404
+
+
+async def test_supervisor_raises_a_waiting_interactions_priority(api: ApiHarness):
+    intake = await _intake(api)
+    first = await _create(intake, "voice", "voice")
+    second = await _create(intake, "voice", "voice")
+    boss = await api.session("boss", "supervisor")
+    resp = await boss.put(f"/interactions/{second}/priority", {"priority": 4})
+    assert resp.status == 200, await resp.text()
+    assert await resp.json() == {"state": "queued", "priority": 4, "position": 1}
+    assert await api.service.store.position(second) == 1
+    assert await api.service.store.position(first) == 2
+    for bad in ({"priority": 11}, {"priority": -1}, {"priority": "high"}, {}):
+        resp = await boss.put(f"/interactions/{second}/priority", bad)
+        assert resp.status == 422, bad
+    resp = await boss.put("/interactions/nope/priority", {"priority": 1})
+    assert resp.status == 404
+    anna = await api.session("anna", "agent", "a1")
+    resp = await anna.put(f"/interactions/{first}/priority", {"priority": 9})
+    assert resp.status == 403

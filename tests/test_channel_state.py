@@ -147,3 +147,21 @@ async def test_a_delivery_record_never_steps_back(service: RoutingService) -> No
     assert (await service.deliveries("ix5"))["1"]["status"] == "delivered"
     assert await state.set_delivery("ix5", "2", {"status": "retrying"})
     assert await state.set_delivery("ix5", "2", {"status": "failed", "error": "x"})
+
+
+async def test_the_message_an_event_announced(service: RoutingService, redis) -> None:
+    """By the event's index; an event from before MESSAGE carried one, by its time."""
+    from router.models import Channel, Event, IntakeRequest
+    from tests.routing_fixtures import events
+
+    ix = (await service.create_interaction(IntakeRequest(channel=Channel.chat))).id
+    await service.resident_message(ix, "one")
+    await asyncio.sleep(0.002)  # by time, two messages of one millisecond are told apart badly
+    await service.resident_message(ix, "two")
+    first, second = await events(redis, "MESSAGE")
+    assert await service.announced_message(second) == (2, await service.store.message_at(ix, 2))
+    old = Event.model_validate({**second.model_dump(), "index": None})
+    found = await service.announced_message(old)
+    assert found is not None and found[0] == 2 and found[1]["text"] == "two"
+    assert await service.announced_message(Event.model_validate(
+        {**first.model_dump(), "type": "ENTERQUEUE"})) is None

@@ -953,7 +953,7 @@ async def test_messages_from_resident_and_holder(
     t = int(event["t"])
     assert event == {"ev": "MESSAGE", "t": str(t), "queue": "info", "ix": ix, "agent": "",
                      "channel": "chat", "from": "resident",
-                     "size": str(len(text.encode()))}  # fmt: skip
+                     "size": str(len(text.encode())), "index": "1"}  # fmt: skip
     with pytest.raises(StateError):
         await store.message(ix, sender="agent", text="hi", agent_id="a1")
     await store.reserve(ix, "a1", CHAT.bucket_id, 20_000)

@@ -57,11 +57,11 @@ from channels.chat.protocol import (
     parse_frame,
 )
 from channels.chat.session import ChatSession, now_ms, token_hash
-from channels.webform.validation import normalise_contact
 from router.config import CitylineConfig
 from router.config_chat import ChatConfig
-from router.errors import BadRequest, CitylineError
+from router.errors import BadRequest, CitylineError, NotFound
 from router.http.app import json_error
+from router.identity import contact_of
 from router.models import Channel, Event, IntakeRequest, TransferRequest
 from router.service import RoutingService
 from router.tasks import cancel_for_sure
@@ -321,7 +321,7 @@ class ChatAdapter:
         if not frame.contact:
             return []
         try:
-            return [normalise_contact(frame.contact, self.cfg.city.country)]
+            return [contact_of(frame.contact, self.cfg.city.country)]
         except ValueError as exc:
             raise BadRequest(f"contact: {exc}", code="invalid_contact") from None
 
@@ -364,7 +364,7 @@ class ChatAdapter:
             # it ended while the resident was away: what they missed, then the end
             logger.info("chat %s: resumed after its end", session.ix_id)
             await session.send({"type": "started", "ref": session.ref, "token": frame.token})
-            await self._flush(session, await self.service.store.messages(session.ix_id))
+            await self._flush(session, await self.service.messages(session.ix_id))
             await self._finish(session, link["ended"])
             return None
         old = self.sessions.get(session.ix_id)
@@ -390,8 +390,8 @@ class ChatAdapter:
 
     async def _interaction(self, ix_id: str) -> dict[str, str]:
         try:
-            return await self.service.store.interaction(ix_id)
-        except Exception:
+            return await self.service.interaction(ix_id)
+        except NotFound:
             return {}
 
     async def _leave(self, ix_id: str, state: str, *, at_ms: int | None = None) -> bool:
@@ -512,7 +512,7 @@ class ChatAdapter:
                 return
             link = await self.state.link("token", session.token_sha256)
             if link.get("ended"):
-                await self._flush(session, await self.service.store.messages(session.ix_id))
+                await self._flush(session, await self.service.messages(session.ix_id))
                 await self._finish(session, link["ended"])
                 return
             if link and link.get("conn") != session.conn:
@@ -535,7 +535,7 @@ class ChatAdapter:
                     or link.get("owner") != self.instance:
                 # a sweep took this socket for dropped (a race with a resume): it is here
                 await self._save(session, disconnected_wall_ms="0", owner=self.instance)
-            messages = await self.service.store.messages(session.ix_id)
+            messages = await self.service.messages(session.ix_id)
             if state in TERMINAL or state == "wrapup" or not state:
                 await self._flush(session, messages)
                 await self._finish(session, ended_by(ix))
@@ -669,7 +669,7 @@ class ChatAdapter:
         agent, connected_ms = ix.get("agent", ""), int(ix.get("connected_ms") or 0)
         if timeout_ms <= 0 or not agent or not connected_ms:
             return False
-        waiting = awaiting_answer(await self.service.store.messages(ix["id"]), connected_ms)
+        waiting = awaiting_answer(await self.service.messages(ix["id"]), connected_ms)
         if waiting is None or now - waiting[0] < timeout_ms:
             return False
         stint = f"{ix['id']}:{connected_ms}"

@@ -282,12 +282,11 @@ class SmsAdapter:
     async def handle_event(self, event: Event, interaction: dict[str, str]) -> None:
         if event.type != EventType.MESSAGE or (event.model_extra or {}).get("from") != "agent":
             return
-        ix_id = event.ix
-        messages = await self.service.store.messages(ix_id)
-        for index, m in enumerate(messages, start=1):
-            if m.get("from") == "agent" and int(m.get("t") or 0) == event.time_ms:
-                await self.reply(ix_id, index, interaction.get("resident", ""),
-                                 str(m.get("text") or ""))
+        found = await self.service.announced_message(event)
+        if found is not None:
+            index, m = found
+            await self.reply(event.ix, index, interaction.get("resident", ""),
+                             str(m.get("text") or ""))
 
     async def reply(self, ix_id: str, msg_index: int, to: str, text: str) -> bool:
         """Queue agent message `msg_index` of `ix_id` for the resident once, however often its

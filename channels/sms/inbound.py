@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from router.channel_state import ChannelState
 from router.config_sms import SmsConfig
-from router.errors import CitylineError
+from router.errors import CitylineError, NotFound
 from router.models import Channel, IntakeRequest
 from router.service import RoutingService
 
@@ -243,12 +243,9 @@ class Inbound:
 
     async def _interaction(self, ix_id: str) -> dict[str, str] | None:
         try:
-            return await self.service.store.interaction(ix_id)
-        except Exception as exc:
-            # the store's NotFoundError, known by its code: channels do not import `queues`
-            if getattr(exc, "code", None) == "not_found":
-                return None
-            raise
+            return await self.service.interaction(ix_id)
+        except NotFound:
+            return None
 
     async def _set_thread(self, number: str, ix_id: str, at_s: float) -> None:
         await self.state.set_link(THREAD, number, {"ix": ix_id, "last": repr(at_s)},

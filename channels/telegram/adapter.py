@@ -278,10 +278,9 @@ class TelegramAdapter:
             logger.error("telegram: ix=%s has no Telegram chat (resident %r); reply dropped",
                          event.ix, interaction.get("resident"))
             return
-        messages = await self.service.store.messages(event.ix)
-        for index, m in enumerate(messages, start=1):
-            if m.get("from") != "agent" or int(m.get("t") or 0) != event.time_ms:
-                continue
+        found = await self.service.announced_message(event)
+        if found is not None:
+            index, m = found
             await self.outbox.submit(OutboundJob(ix_id=event.ix, item=str(index),
                                                  to=str(chat_id), text=str(m.get("text") or "")))
 

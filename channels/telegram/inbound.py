@@ -27,9 +27,9 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.ext import ContextTypes
 
 from channels.telegram.errors import TelegramError
-from channels.webform.validation import normalise_contact
-from queues import errors as store_errors
 from router.config_telegram import TelegramConfig
+from router.errors import NotFound
+from router.identity import contact_of
 from router.models import Channel, IntakeRequest
 from router.outbox import OutboundJob
 from router.service import RoutingService
@@ -140,8 +140,8 @@ class TelegramInbound:
         if not ix_id:
             return None
         try:
-            ix = await self.service.store.interaction(ix_id)
-        except store_errors.NotFoundError:
+            ix = await self.service.interaction(ix_id)
+        except NotFound:
             ix = {}
         if ix.get("state") in OPEN_STATES:
             return ix_id
@@ -212,7 +212,7 @@ class TelegramInbound:
         if message is None or contact is None or user is None or contact.user_id != user.id:
             return
         try:
-            phone = normalise_contact(contact.phone_number, self.service.cfg.city.country)
+            phone = contact_of(contact.phone_number, self.service.cfg.city.country)
         except ValueError:
             logger.info("telegram: chat=%s shared an unusable phone number", message.chat_id)
             return

@@ -60,7 +60,6 @@ from channels.webform.validation import (
     photo_extension,
     sniff_photo,
 )
-from queues import errors as store_errors
 from router.config_webform import WebformConfig
 from router.errors import CitylineError
 from router.http.api.openapi import document_channel_route
@@ -199,11 +198,10 @@ class WebformAdapter:
         (COMPLETEAGENT and the rest need nothing: the status page reads the state itself.)"""
         if event.type != EventType.MESSAGE or (event.model_extra or {}).get("from") != "agent":
             return
-        ix_id = event.ix
-        messages = await self.service.store.messages(ix_id)
-        for index, m in enumerate(messages, start=1):
-            if m.get("from") == "agent" and int(m.get("t") or 0) == event.time_ms:
-                await self.answer(ix_id, index, interaction, str(m.get("text") or ""))
+        found = await self.service.announced_message(event)
+        if found is not None:
+            index, m = found
+            await self.answer(event.ix, index, interaction, str(m.get("text") or ""))
 
     async def answer(self, ix_id: str, index: int, interaction: dict[str, str],
                      text: str) -> None:
@@ -492,8 +490,8 @@ class WebformAdapter:
         ix: dict[str, str] | None = None
         if REF.match(ref):
             try:
-                ix = await self.service.store.by_ref(ref)
-            except (store_errors.NotFoundError, CitylineError):
+                ix = await self.service.interaction_by_ref(ref)
+            except CitylineError:
                 ix = None
         if not ix or ix.get("channel") != Channel.webform:
             lang = self.language(request)
@@ -514,7 +512,7 @@ class WebformAdapter:
         rows = [(t["ref"], ref), (t["state"], self._state(ix, t)),
                 (t["created"], created.strftime("%Y-%m-%d %H:%M")),
                 (t["category"], self.label(ix.get("topic", ""), lang))]
-        answers = [m for m in await self.service.store.messages(ix["id"])
+        answers = [m for m in await self.service.messages(ix["id"])
                    if m.get("from") == "agent"]
         items = "".join(
             f'<li><time>{_e(_when(m.get("t"), tz))}</time>'

@@ -14,15 +14,14 @@ import secrets
 import time
 from typing import Any
 
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from router.identity import contact_of
 
 MAX_DESCRIPTION = 5000
 MAX_ADDRESS = 300
 MAX_CONTACT = 320
 
-EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 # C0 controls other than tab/newline/carriage return, DEL, and the C1 block: never in a form
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -45,22 +44,6 @@ def sniff_photo(data: bytes, allowed: list[str]) -> str | None:
 
 def photo_extension(kind: str) -> str:
     return PHOTO_KINDS[kind][0]
-
-
-def normalise_contact(value: str, region: str) -> str:
-    """A lower-cased e-mail address or an E.164 phone number; ValueError for anything else."""
-    value = value.strip()
-    if "@" in value:
-        if not EMAIL.match(value):
-            raise ValueError("not a valid e-mail address")
-        return value.lower()
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        raise ValueError("give an e-mail address or a phone number") from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError("not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 class WebformRequest(BaseModel):
@@ -131,7 +114,7 @@ class WebformRequest(BaseModel):
     @field_validator("contact")
     @classmethod
     def _contact(cls, value: str, info: ValidationInfo) -> str:
-        return normalise_contact(value, (info.context or {}).get("region", "PL"))
+        return contact_of(value, (info.context or {}).get("region", "PL"))
 
     @field_validator("phone")
     @classmethod
@@ -140,7 +123,7 @@ class WebformRequest(BaseModel):
             return None
         if "@" in value:
             raise ValueError("give a phone number here")
-        return normalise_contact(value, (info.context or {}).get("region", "PL"))
+        return contact_of(value, (info.context or {}).get("region", "PL"))
 
     @property
     def contacts(self) -> list[str]:

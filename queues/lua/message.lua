@@ -20,5 +20,5 @@ m.from = from
 m.agent = ARGV[3]
 local n = redis.call('RPUSH', KEYS[2], cjson.encode(m))
 emit(KEYS[3], ARGV[5], {'ev', 'MESSAGE', 't', now, 'queue', ix.queue, 'ix', ix_id,
-  'agent', ARGV[3], 'channel', ix.channel, 'from', from, 'size', #(m.text or '')})
+  'agent', ARGV[3], 'channel', ix.channel, 'from', from, 'size', #(m.text or ''), 'index', n})
 return {now, n}

@@ -2,20 +2,21 @@
 
 Who may call what (role agent additionally only with its own `{agent_id}`, see table.py):
 
-| roles                      | for                                                        |
-|----------------------------|------------------------------------------------------------|
-| public                     | login, the OpenAPI document                                |
-| intake, admin              | create interactions, resident messages, resident left      |
-| agent, supervisor, admin   | sign an agent in, change its state, read an agent, offers  |
-| agent (holding it), staff  | read an interaction and its conversation                   |
-| agent, admin               | work an interaction: accept, reject, complete, wrap-up...  |
-| supervisor, admin          | all agents, queues, references, live figures, moves       |
+| roles                     | for                                                            |
+|---------------------------|----------------------------------------------------------------|
+| public                    | login, the OpenAPI document                                    |
+| intake, admin             | create interactions, resident messages, resident left          |
+| agent, supervisor, admin  | sign an agent in, change its state, read an agent, offers      |
+| agent (holding it), staff | read an interaction, its conversation, its resident's history  |
+| agent, admin              | work an interaction: accept, reject, complete, wrap-up...      |
+| supervisor, admin         | all agents, queues, references, live figures, moves            |
+| supervisor, admin         | withdraw a resident's consent to be recognised across channels |
 """
 
 from __future__ import annotations
 
 from router.auth import Role
-from router.http.api import agents, auth_routes, intake, openapi, supervision
+from router.http.api import agents, auth_routes, intake, openapi, residents, supervision
 from router.http.api.schemas import (
     Accepted,
     AgentList,
@@ -24,6 +25,8 @@ from router.http.api.schemas import (
     AgentView,
     Closed,
     Completed,
+    ConsentWithdrawalRequest,
+    ConsentWithdrawn,
     InteractionCreated,
     InteractionList,
     InteractionView,
@@ -34,9 +37,12 @@ from router.http.api.schemas import (
     MessageList,
     MessagePosted,
     MessageRequest,
+    PriorityRequest,
     QueueList,
     QueueView,
     Rejected,
+    Reprioritised,
+    ResidentHistory,
     ResidentLeft,
     ResidentLeftRequest,
     Transferred,
@@ -84,6 +90,13 @@ ROUTES: list[Route] = [
           tag="interactions", description="An agent may read only an interaction it holds."),
     Route("GET", "/references/{ref}", intake.find_reference, "Find an interaction by reference",
           None, InteractionView, STAFF, tag="interactions"),
+    Route("GET", "/interactions/{ix_id}/history", residents.interaction_history,
+          "Earlier contacts of the same resident", None, ResidentHistory, READERS,
+          tag="interactions",
+          description="The resident's other interactions on any channel, newest first, when "
+          "they consented to be recognised across channels (now or in an earlier contact, "
+          "until withdrawn); otherwise recognised is false and the list empty. An agent may "
+          "read only an interaction it holds."),
     # --- agents -------------------------------------------------------------------------
     Route("POST", "/agents/{agent_id}/login", agents.agent_login, "Sign an agent in",
           AgentLoginRequest, AgentView, READERS, tag="agents", errors=(409,)),
@@ -113,10 +126,26 @@ ROUTES: list[Route] = [
     Route("POST", "/interactions/{ix_id}/transfer", supervision.move_interaction,
           "Move a waiting interaction", TransferRequest, Transferred, STAFF,
           tag="supervision", errors=(409,)),
+    Route("PUT", "/interactions/{ix_id}/priority", supervision.set_priority,
+          "Change a waiting interaction's priority", PriorityRequest, Reprioritised, STAFF,
+          tag="supervision", errors=(409,)),
     Route("GET", "/queues", supervision.list_queues, "Every queue with its waiting count",
           None, QueueList, STAFF, tag="supervision"),
     Route("GET", "/queues/{name}", supervision.get_queue, "One queue with its waiting count",
           None, QueueView, STAFF, tag="supervision"),
     Route("GET", "/stats/live", supervision.live_stats, "Live figures of the supervisor wall",
           None, LiveSnapshot, STAFF, tag="supervision"),
+    # --- residents ----------------------------------------------------------------------
+    Route("DELETE", "/residents/{resident_id}/consent", residents.withdraw_consent,
+          "Withdraw a resident's consent to be recognised", None, ConsentWithdrawn, STAFF,
+          tag="residents",
+          description="Unlinks every identity (phone, e-mail, Telegram) and history record of "
+          "the resident; their interactions stay. Repeating it answers with the first "
+          "withdrawal."),
+    Route("POST", "/residents/withdraw-consent", residents.withdraw_consent_by_contact,
+          "Withdraw consent, naming a contact of the resident", ConsentWithdrawalRequest,
+          ConsentWithdrawn, STAFF, tag="residents", errors=(404,),
+          description="The same as DELETE /residents/{resident_id}/consent for the resident "
+          "the phone number, e-mail address or telegram:<chat id> belongs to (404 "
+          "unknown_resident when none; 422 invalid_contact when it is none of those)."),
 ]  # fmt: skip

@@ -297,6 +297,16 @@ class Transferred(BaseModel):
     position: int = Field(description="position in the new queue (1 = next)")
 
 
+class PriorityRequest(_Request):
+    priority: int = Field(ge=0, le=10, description="0 (normal) to 10; higher is served first")
+
+
+class Reprioritised(BaseModel):
+    state: Literal["queued"] = "queued"
+    priority: int
+    position: int = Field(description="position among those of the same priority and skills")
+
+
 # --- queues ---------------------------------------------------------------------------------
 
 
@@ -326,3 +336,61 @@ class QueueView(BaseModel):
 
 class QueueList(BaseModel):
     queues: list[QueueView]
+
+
+# --- residents recognised across channels -----------------------------------------------------
+
+# How much of a subject the history shows: enough to tell one matter from another.
+HISTORY_SUBJECT_CHARS = 120
+
+
+class HistoryEntry(BaseModel):
+    """One earlier interaction of the same resident, as the agent's history list shows it."""
+
+    id: str
+    ref: str
+    channel: Channel
+    queue: str
+    topic: str
+    state: InteractionState
+    created_ms: int
+    subject: str = Field(description=f"clipped to {HISTORY_SUBJECT_CHARS} characters")
+
+    @classmethod
+    def from_hash(cls, ix: Mapping[str, str]) -> HistoryEntry:
+        subject = ix.get("subject", "")
+        if len(subject) > HISTORY_SUBJECT_CHARS:
+            subject = subject[: HISTORY_SUBJECT_CHARS - 1].rstrip() + "…"
+        return cls(
+            id=ix.get("id", ""), ref=ix.get("ref", ""), channel=Channel(ix["channel"]),
+            queue=ix.get("queue", ""), topic=ix.get("topic", ""),
+            state=InteractionState(ix["state"]), created_ms=_int(ix.get("created_ms")),
+            subject=subject,
+        )  # fmt: skip
+
+
+class ResidentHistory(BaseModel):
+    recognised: bool = Field(
+        description="the resident consented to be recognised across channels and is known"
+    )
+    resident_id: str | None = Field(
+        None, description="pseudonymous id of the resident (to withdraw their consent)"
+    )
+    interactions: list[HistoryEntry] = Field(
+        description="their other interactions on any channel, newest first"
+    )
+
+
+class ConsentWithdrawalRequest(_Request):
+    contact: str = Field(
+        min_length=1, max_length=320,
+        description="any contact of the resident: a phone number, an e-mail address, "
+        "telegram:<chat id>",
+    )  # fmt: skip
+
+
+class ConsentWithdrawn(BaseModel):
+    resident_id: str
+    identities: int = Field(description="identities no longer linked to the resident")
+    interactions: int = Field(description="history records removed (the interactions stay)")
+    withdrawn_ms: int = Field(description="when consent was withdrawn (the first time)")

@@ -15,8 +15,10 @@ from router.errors import Conflict, NotFound
 from router.http.api.schemas import (
     AgentList,
     AgentView,
+    PriorityRequest,
     QueueList,
     QueueView,
+    Reprioritised,
     ServiceLevelView,
     Transferred,
 )
@@ -41,6 +43,14 @@ async def list_agents(call: Call) -> AgentList:
             for agent_id, row in zip(ids, rows, strict=True)
         ]
     )
+
+
+async def set_priority(call: Call) -> Reprioritised:
+    """A supervisor raises a waiting interaction's priority (it keeps its place in time)."""
+    body: PriorityRequest = call.body
+    position = await call.service.set_priority(call.param("ix_id"), body.priority,
+                                               by=call.user.username)
+    return Reprioritised(priority=body.priority, position=position)
 
 
 async def move_interaction(call: Call) -> Transferred:
