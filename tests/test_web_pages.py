@@ -109,7 +109,7 @@ async def test_agent_gets_403_on_the_wall_and_its_data(h: ApiHarness) -> None:
     await h.user("anna", "agent", agent="a1")
     client = await h.client()
     resp = await form_login(client, "anna")
-    assert resp.status == 303 and resp.headers["Location"] == "/"
+    assert resp.status == 303 and resp.headers["Location"] == "/agent"  # the agent desktop
     wall = await client.get("/wall", allow_redirects=False)
     assert wall.status == 403 and "may not open /wall" in await wall.text()
     report = await client.get("/wall/report", allow_redirects=False)

@@ -141,7 +141,7 @@ def setup_web(app: web.Application) -> None:
     when the API is (router/http/app.py calls this after the API's setup)."""
     if AUTH_KEY not in app or SERVICE_KEY not in app:
         return
-    from router.web import wall
+    from router.web import desktop, wall
 
     setup_static(app)
     app.router.add_get("/", home, name="web.home")
@@ -149,3 +149,4 @@ def setup_web(app: web.Application) -> None:
     app.router.add_post("/login", login_submit, name="web.login_submit")
     app.router.add_post("/logout", logout_submit, name="web.logout")
     wall.setup(app)
+    desktop.setup(app)

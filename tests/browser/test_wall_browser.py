@@ -133,7 +133,7 @@ async def test_agent_cannot_open_the_wall(
     context = await browser.new_context()
     page = await context.new_page()
     await login(page, base, "anna", start="/login")
-    await page.wait_for_url(f"{base}/")
+    await page.wait_for_url(f"{base}/agent")  # agents land on their desktop
     response = await page.goto(f"{base}/wall")
     assert response is not None and response.status == 403
     assert "may not open /wall" in (await page.text_content("#forbidden") or "")

@@ -1,0 +1,537 @@
+// The agent desktop: applies the agent's own view from /agent/stream (Server-Sent Events) to the
+// page, runs the countdowns, reads conversations and sends every action to the JSON API with
+// the session's CSRF token. Data only ever goes into the page through textContent, value and
+// class names: never HTML (a <script> a resident types is shown, never run).
+"use strict";
+(function () {
+  const config = JSON.parse(document.getElementById("desktop-config").textContent);
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const agentPath = "/agents/" + encodeURIComponent(config.agent);
+  const $ = (id) => document.getElementById(id);
+  const queues = new Map(config.queues.map((q) => [q.name, q]));
+  const SHOWN = ["ready", "busy", "wrapup", "paused", "offline"];
+  const baseTitle = document.title;
+
+  let view = null;
+  let offset = 0; // server clock - browser clock, ms
+  let selected = config.focus || "";
+  let justAccepted = "";
+  const offers = new Map(); // ix id -> {card, item}
+  const work = new Map(); // ix id -> {tab, panel, item, msgSig, seen, history}
+
+  // --- small helpers -----------------------------------------------------------------------------
+  function now() { return Date.now() + offset; }
+
+  function duration(ms) {
+    const total = Math.max(0, Math.floor(ms / 1000));
+    const h = Math.floor(total / 3600);
+    const m = Math.floor((total % 3600) / 60);
+    const s = String(total % 60).padStart(2, "0");
+    return h ? h + ":" + String(m).padStart(2, "0") + ":" + s : m + ":" + s;
+  }
+
+  function setText(el, value) {
+    const text = value === undefined || value === null ? "" : String(value);
+    if (el.textContent !== text) el.textContent = text;
+  }
+
+  function fill(root, fields) {
+    for (const [name, value] of Object.entries(fields)) {
+      root.querySelectorAll('[data-f="' + name + '"]').forEach((el) => setText(el, value));
+      root.querySelectorAll('[data-row="' + name + '"]').forEach((el) => {
+        el.hidden = value === "" || value === null || value === undefined;
+      });
+    }
+  }
+
+  function say(text, isError) {
+    const notice = $("notice");
+    notice.hidden = !text;
+    notice.textContent = text || "";
+    notice.classList.toggle("error", !!isError);
+  }
+
+  async function api(method, path, body) {
+    const init = {
+      method: method,
+      headers: { "X-CSRF-Token": csrf },
+      credentials: "same-origin",
+    };
+    if (method !== "GET") {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body || {});
+    }
+    const response = await fetch(config.api + path, init);
+    if (!response.ok) {
+      let message = response.status + " " + response.statusText;
+      try {
+        const err = await response.json();
+        if (err && err.error && err.error.message) message = err.error.message;
+      } catch (e) { /* not JSON */ }
+      const error = new Error(message);
+      error.status = response.status;
+      throw error;
+    }
+    return response.json();
+  }
+
+  async function act(button, what, fn) {
+    if (button) button.disabled = true;
+    try {
+      await fn();
+      say("", false);
+      await refresh();
+    } catch (e) {
+      say(what + ": " + e.message, true);
+      await refresh();
+    } finally {
+      if (button) button.disabled = false;
+    }
+  }
+
+  function ixPath(id) {
+    return agentPath + "/interactions/" + encodeURIComponent(id);
+  }
+
+  // --- the state bar --------------------------------------------------------------------------------
+  function applyAgent(agent) {
+    const badge = $("state-badge");
+    SHOWN.forEach((s) => badge.classList.toggle("sb-" + s, s === agent.shown));
+    setText(badge, agent.shown === "paused" ? "not ready" : agent.shown);
+    setText($("state-reason"), agent.reason_label);
+    setText($("go-ready"), agent.state === "offline" ? "Sign in ready" : "Ready");
+    setText($("go-pause"), agent.state === "offline" ? "Sign in not ready" : "Not ready");
+    $("go-ready").disabled = agent.state === "ready";
+    $("go-offline").disabled = agent.state === "offline";
+    const parts = [];
+    for (const [channel, cap] of Object.entries(agent.capacity)) {
+      const load = agent.load[channel] || 0;
+      if (load) parts.push(channel + " " + load + "/" + cap);
+    }
+    setText($("load"), parts.length ? "holding " + parts.join(", ") : "");
+  }
+
+  async function setState(button, target) {
+    const agent = view.agent;
+    const reason = $("reason").value || null;
+    await act(button, "Could not change your state", async () => {
+      if (agent.state === "offline") {
+        if (target === "offline") return;
+        await api("POST", agentPath + "/login", {
+          ready: target === "ready", reason: target === "ready" ? null : reason,
+        });
+      } else {
+        await api("PUT", agentPath + "/state", {
+          state: target, reason: target === "not_ready" ? reason : null,
+        });
+      }
+    });
+  }
+
+  $("go-ready").addEventListener("click", (e) => setState(e.currentTarget, "ready"));
+  $("go-pause").addEventListener("click", (e) => setState(e.currentTarget, "not_ready"));
+  $("go-offline").addEventListener("click", (e) => setState(e.currentTarget, "offline"));
+
+  // --- history of the resident (when they consented) ----------------------------------------------
+  async function loadHistory(id, box) {
+    if (!config.history_url) return;
+    let data;
+    try {
+      const url = config.history_url.replace("{ix_id}", encodeURIComponent(id));
+      data = await api("GET", url.slice(config.api.length));
+    } catch (e) {
+      return; // no history endpoint, not recognised, or no longer ours: show nothing
+    }
+    const list = box.querySelector("ul");
+    list.replaceChildren();
+    for (const h of (data && data.interactions) || []) {
+      const li = document.createElement("li");
+      const when = h.created_ms ? new Date(h.created_ms).toLocaleString() : "";
+      li.textContent = [h.ref, h.channel, when, h.state, h.subject].filter(Boolean).join(" · ");
+      list.appendChild(li);
+    }
+    box.hidden = list.children.length === 0;
+  }
+
+  // --- offers -------------------------------------------------------------------------------------
+  function offerFields(item) {
+    return {
+      channel: item.channel,
+      queue_label: item.queue_label,
+      ref: item.ref,
+      language: item.language,
+      resident: item.resident,
+      resident_name: item.resident_name,
+      topic: item.topic,
+      subject: item.subject,
+      ivr_path: item.channel === "voice" ? item.ivr_path : "",
+      transfer_note: item.transfer_note,
+    };
+  }
+
+  function applyOffers(list) {
+    const box = $("offers");
+    const seen = new Set();
+    for (const item of list) {
+      seen.add(item.id);
+      let entry = offers.get(item.id);
+      if (!entry) {
+        const card = $("offer-template").content.firstElementChild.cloneNode(true);
+        card.dataset.ix = item.id;
+        card.querySelector(".accept").addEventListener("click", (e) => {
+          justAccepted = item.id;
+          act(e.currentTarget, "Could not accept", () =>
+            api("POST", ixPath(item.id) + "/accept"));
+        });
+        card.querySelector(".reject").addEventListener("click", (e) =>
+          act(e.currentTarget, "Could not reject", () =>
+            api("POST", ixPath(item.id) + "/reject")));
+        box.appendChild(card);
+        entry = { card: card, item: item };
+        offers.set(item.id, entry);
+        loadHistory(item.id, card.querySelector(".history"));
+      }
+      entry.item = item;
+      fill(entry.card, offerFields(item));
+    }
+    for (const [id, entry] of offers) {
+      if (!seen.has(id)) {
+        entry.card.remove();
+        offers.delete(id);
+      }
+    }
+  }
+
+  // --- interactions held --------------------------------------------------------------------------
+  function transferTargets(select, item) {
+    const groups = [
+      ["Queues", config.queues
+        .filter((q) => q.channel === item.channel && q.name !== item.queue)
+        .map((q) => ["queue:" + q.name, q.label])],
+      ["Second-line experts", config.experts.map((a) => ["agent:" + a.id, a.name])],
+    ];
+    const wanted = groups.map((g) => g[1].map((o) => o[0]).join(",")).join(";");
+    if (select.dataset.targets === wanted) return; // keep the agent's pick
+    select.dataset.targets = wanted;
+    select.replaceChildren();
+    let count = 0;
+    for (const [title, options] of groups) {
+      if (!options.length) continue;
+      const group = document.createElement("optgroup");
+      group.label = title;
+      for (const [value, text] of options) {
+        const option = document.createElement("option");
+        option.value = value;
+        option.textContent = text;
+        group.appendChild(option);
+        count++;
+      }
+      select.appendChild(group);
+    }
+    select.disabled = count === 0;
+    select.closest("form").querySelector(".transfer-go").disabled = count === 0;
+  }
+
+  function renderMessages(entry, data) {
+    const list = entry.panel.querySelector(".messages");
+    const template = $("message-template");
+    const items = [];
+    for (const m of data.messages) {
+      const li = template.content.firstElementChild.cloneNode(true);
+      const mine = m.sender === "agent";
+      li.classList.add(mine ? "msg-agent" : "msg-resident");
+      setText(li.querySelector(".msg-who"), mine
+        ? (m.agent === config.agent ? "You" : "Agent " + m.agent) : "Resident");
+      setText(li.querySelector(".msg-time"), new Date(m.time_ms).toLocaleTimeString());
+      li.querySelector(".msg-text").textContent = m.text;
+      const d = li.querySelector(".delivery");
+      if (m.delivery) {
+        d.textContent = m.delivery.status + (m.delivery.error ? " (" + m.delivery.error + ")" : "");
+        d.classList.add("dl-" + m.delivery.status.replace(/[^a-z_]/g, ""));
+      } else {
+        d.remove();
+      }
+      items.push(li);
+    }
+    const stick = list.scrollTop + list.clientHeight >= list.scrollHeight - 20;
+    list.replaceChildren(...items);
+    if (stick || !entry.scrolled) {
+      list.scrollTop = list.scrollHeight;
+      entry.scrolled = true;
+    }
+    const ack = entry.panel.querySelector(".ack");
+    if (data.acknowledgement) {
+      ack.textContent = "Acknowledgement with the reference: " + data.acknowledgement.status;
+      ack.hidden = false;
+    } else {
+      ack.hidden = true;
+    }
+  }
+
+  async function loadMessages(entry) {
+    const sig = entry.item.msg_sig;
+    try {
+      const data = await api("GET", "/interactions/" + encodeURIComponent(entry.item.id) +
+        "/messages");
+      renderMessages(entry, data);
+      entry.msgSig = sig;
+    } catch (e) {
+      if (e.status !== 403 && e.status !== 404) say("Could not read the conversation: " + e.message, true);
+    }
+  }
+
+  function makeEntry(item) {
+    const tab = $("tab-template").content.firstElementChild.cloneNode(true);
+    const panel = $("panel-template").content.firstElementChild.cloneNode(true);
+    tab.dataset.ix = item.id;
+    panel.dataset.ix = item.id;
+    panel.dataset.channel = item.channel;
+    const entry = { tab: tab, panel: panel, item: item, msgSig: "", seen: 0, scrolled: false };
+    tab.querySelector(".tab").addEventListener("click", () => select(item.id));
+    const id = item.id;
+    panel.querySelector(".hangup").addEventListener("click", (e) =>
+      act(e.currentTarget, "Could not hang up", () => api("POST", ixPath(id) + "/complete")));
+    panel.querySelector(".complete").addEventListener("click", (e) =>
+      act(e.currentTarget, "Could not end the conversation", () =>
+        api("POST", ixPath(id) + "/complete")));
+    const reply = panel.querySelector(".reply");
+    const textarea = reply.querySelector("textarea");
+    reply.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const text = textarea.value.trim();
+      if (!text) return;
+      const button = reply.querySelector(".send");
+      button.disabled = true;
+      try {
+        await api("POST", ixPath(id) + "/messages", { text: text });
+        textarea.value = "";
+        say("", false);
+        await loadMessages(entry);
+      } catch (err) {
+        say("Could not send: " + err.message, true);
+      } finally {
+        button.disabled = false;
+        textarea.focus();
+      }
+    });
+    textarea.addEventListener("keydown", (e) => {
+      const quick = item.channel !== "email" && item.channel !== "webform";
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey || (quick && !e.shiftKey))) {
+        e.preventDefault();
+        reply.requestSubmit();
+      }
+    });
+    const transfer = panel.querySelector(".transfer");
+    transfer.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const target = transfer.querySelector(".transfer-target").value;
+      if (!target) return;
+      const kind = target.slice(0, target.indexOf(":"));
+      const name = target.slice(target.indexOf(":") + 1);
+      const body = { note: transfer.querySelector(".transfer-note").value.trim() };
+      body[kind] = name;
+      act(transfer.querySelector(".transfer-go"), "Could not transfer", async () => {
+        await api("POST", ixPath(id) + "/transfer", body);
+        say("Transferred " + entry.item.ref, false);
+      });
+    });
+    const wrapup = panel.querySelector(".wrapup");
+    wrapup.addEventListener("submit", (e) => {
+      e.preventDefault();
+      act(wrapup.querySelector(".close-ix"), "Could not close", () =>
+        api("POST", ixPath(id) + "/wrapup-end", {
+          disposition: wrapup.querySelector(".disposition").value,
+          note: wrapup.querySelector(".wrapup-note").value.trim(),
+        }));
+    });
+    $("work-list").appendChild(tab);
+    $("panels").appendChild(panel);
+    loadHistory(id, panel.querySelector(".history"));
+    return entry;
+  }
+
+  function applyEntry(entry, item) {
+    const before = entry.item;
+    entry.item = item;
+    const voice = item.channel === "voice";
+    const connected = item.state === "connected";
+    const wrapping = item.state === "wrapup";
+    fill(entry.panel, {
+      channel: item.channel,
+      ref: item.ref,
+      queue_label: item.queue_label,
+      state: wrapping ? "wrap-up" : (voice ? "on the call" : "in conversation"),
+      resident_caption: voice ? "Caller number" : "Resident",
+      resident: item.resident,
+      resident_name: item.resident_name,
+      language: item.language,
+      topic: item.topic,
+      ivr_path: voice ? item.ivr_path : "",
+      subject: item.subject,
+      transfer_note: item.transfer_note,
+      body: item.body,
+    });
+    entry.panel.querySelector(".first-message").hidden = !item.body;
+    fill(entry.tab, {
+      channel: item.channel,
+      ref: item.ref,
+      who: item.resident_name || item.resident,
+      state: wrapping ? "wrap-up" : "",
+    });
+    entry.tab.classList.toggle("tab-wrapup", wrapping);
+    const conversation = entry.panel.querySelector(".conversation");
+    conversation.hidden = !item.text;
+    entry.panel.querySelector(".reply").hidden = !connected;
+    entry.panel.querySelector(".hangup").hidden = !(voice && connected);
+    entry.panel.querySelector(".complete").hidden = !(!voice && connected);
+    entry.panel.querySelector(".ix-actions").hidden = !connected;
+    entry.panel.querySelector(".wrapup").hidden = !wrapping;
+    transferTargets(entry.panel.querySelector(".transfer-target"), item);
+    if (item.text && (entry.msgSig !== item.msg_sig || before.state !== item.state)) {
+      loadMessages(entry);
+    }
+    if (selected === item.id) entry.seen = item.messages;
+  }
+
+  function applyWork(list) {
+    const ids = new Set(list.map((item) => item.id));
+    const seen = new Set();
+    for (const item of list) {
+      seen.add(item.id);
+      let entry = work.get(item.id);
+      if (!entry) {
+        entry = makeEntry(item);
+        work.set(item.id, entry);
+        if (!ids.has(selected) || justAccepted === item.id) selected = item.id;
+        if (justAccepted === item.id) justAccepted = "";
+      }
+      applyEntry(entry, item);
+    }
+    for (const [id, entry] of work) {
+      if (!seen.has(id)) {
+        entry.tab.remove();
+        entry.panel.remove();
+        work.delete(id);
+      }
+    }
+    if (!work.has(selected)) selected = work.size ? work.keys().next().value : "";
+    select(selected);
+    setText($("work-count"), work.size ? "(" + work.size + ")" : "");
+    $("work-empty").hidden = work.size > 0;
+  }
+
+  function select(id) {
+    selected = id;
+    for (const [key, entry] of work) {
+      const on = key === id;
+      entry.panel.hidden = !on;
+      entry.tab.querySelector(".tab").setAttribute("aria-pressed", on ? "true" : "false");
+      if (on) entry.seen = entry.item.messages;
+      const unread = entry.item.messages - entry.seen;
+      const badge = entry.tab.querySelector(".unread");
+      badge.hidden = !(unread > 0);
+      setText(badge, unread > 0 ? String(unread) : "");
+    }
+  }
+
+  // --- countdowns -----------------------------------------------------------------------------------
+  function tick() {
+    if (!view) return;
+    const t = now();
+    const agent = view.agent;
+    setText($("state-time"), agent.since_ms ? duration(t - agent.since_ms) : "-");
+    for (const { card, item } of offers.values()) {
+      const left = item.deadline_ms - t;
+      const span = Math.max(1, item.deadline_ms - item.offered_ms);
+      setText(card.querySelector('[data-f="countdown"]'), Math.max(0, Math.ceil(left / 1000)));
+      card.querySelector("progress").value = Math.max(0, Math.min(1, left / span));
+      card.classList.toggle("offer-late", left < 5000);
+      setText(card.querySelector('[data-f="waited"]'),
+        duration(t - (item.created_ms || item.entered_ms)));
+    }
+    let wrapLeft = null;
+    for (const entry of work.values()) {
+      const item = entry.item;
+      let clock = "";
+      if (item.state === "connected" && item.connected_ms) {
+        clock = duration(t - item.connected_ms);
+      } else if (item.state === "wrapup" && item.wrapup_until_ms) {
+        const left = item.wrapup_until_ms - t;
+        clock = "wrap-up " + duration(left);
+        setText(entry.panel.querySelector('[data-f="wrapup_left"]'), duration(left));
+        wrapLeft = wrapLeft === null ? left : Math.min(wrapLeft, left);
+      }
+      setText(entry.panel.querySelector('[data-f="clock"]'), clock);
+    }
+    $("wrapup-info").hidden = wrapLeft === null;
+    if (wrapLeft !== null) setText($("wrapup-countdown"), duration(wrapLeft));
+    const n = offers.size;
+    const title = n ? "(" + n + ") New contact · " + baseTitle : baseTitle;
+    if (document.title !== title) document.title = title;
+  }
+
+  // --- applying a view ----------------------------------------------------------------------------
+  function apply(next) {
+    view = next;
+    offset = next.now_ms - Date.now();
+    applyAgent(next.agent);
+    applyOffers(next.offers);
+    applyWork(next.work);
+    tick();
+  }
+
+  async function refresh() {
+    try {
+      const response = await fetch("/agent/view.json", { credentials: "same-origin" });
+      if (response.ok) apply(await response.json());
+    } catch (e) { /* the stream brings it */ }
+  }
+
+  // --- the live stream ----------------------------------------------------------------------------
+  function setConn(state, text) {
+    const conn = $("conn");
+    conn.className = "conn conn-" + state;
+    conn.textContent = text;
+  }
+
+  function connect() {
+    const source = new EventSource("/agent/stream");
+    source.addEventListener("open", () => setConn("live", "live"));
+    source.addEventListener("view", (event) => {
+      setConn("live", "live");
+      apply(JSON.parse(event.data));
+    });
+    source.addEventListener("ended", () => {
+      source.close();
+      setConn("down", "session ended");
+      say("Your session ended. Log in again to continue.", true);
+    });
+    source.addEventListener("error", () => {
+      if (source.readyState === EventSource.CLOSED) {
+        setConn("down", "disconnected");
+        say("The live feed stopped (logged out?). Reload the page to log in again.", true);
+      } else {
+        setConn("wait", "reconnecting…");
+      }
+    });
+  }
+
+  // Logging out of the page also signs the agent out of routing, so no offer rings for nobody.
+  const logout = document.querySelector("form.logout");
+  if (logout) {
+    logout.addEventListener("submit", async (e) => {
+      if (!view || view.agent.state === "offline" || logout.dataset.done) return;
+      e.preventDefault();
+      logout.dataset.done = "1";
+      try {
+        await api("PUT", agentPath + "/state", { state: "offline", reason: null });
+      } catch (err) { /* still holding work: routing keeps the agent until it is done */ }
+      logout.submit();
+    });
+  }
+
+  apply(JSON.parse($("desktop-initial").textContent));
+  connect();
+  setInterval(tick, 250);
+  window.cityline = { view: () => view, selected: () => selected };
+})();
