@@ -215,16 +215,18 @@ class RoutingStore:
         return _s(agent)
 
     async def complete(
-        self, ix_id: str, agent_id: str, *, side: str, wrapup_ms: int, at_ms: int | None = None
+        self, ix_id: str, agent_id: str, *, side: str, wrapup_ms: int, at_ms: int | None = None,
+        disposition: str = "", note: str = "",
     ) -> str:
         """End the conversation; returns the new state (`wrapup` or `closed`). `at_ms`: the
-        channel's own time of hang-up."""
+        channel's own time of hang-up; `disposition`/`note`: the outcome if already chosen."""
         k = self.keys
         res = await self._call(
             "complete",
             [k.ix(ix_id), k.agent(agent_id), k.wrapups, k.available, k.events,
              k.agent_work(agent_id)],
-            [ix_id, agent_id, side, wrapup_ms, self.events_maxlen, at_ms or 0],
+            [ix_id, agent_id, side, wrapup_ms, self.events_maxlen, at_ms or 0, disposition,
+             note],
         )  # fmt: skip
         return _s(res[2])
 

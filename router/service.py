@@ -325,14 +325,18 @@ class RoutingService:
             ix_id, agent_id, exclude_agent=self.cfg.routing.reject_excludes_agent))
 
     async def complete(
-        self, agent_id: str, ix_id: str, *, side: str = "agent", at_ms: int | None = None
+        self, agent_id: str, ix_id: str, *, side: str = "agent", at_ms: int | None = None,
+        disposition: str = "", note: str = "",
     ) -> str:
-        """End the conversation; `at_ms` is the channel's own time of hang-up, if any."""
+        """End the conversation; `at_ms` is the channel's own time of hang-up, if any. A
+        disposition and note given here are final when the queue has no wrap-up time, and
+        kept (unless replaced) through wrap-up otherwise."""
         ix = await self.interaction_for(agent_id, ix_id)
         q = self.cfg.queues.get(ix["queue"])
         wrapup_ms = int(q.wrapup_s * 1000) if q else 0
         return await self._do(self.store.complete(ix_id, agent_id, side=side,
-                                                  wrapup_ms=wrapup_ms, at_ms=at_ms))
+                                                  wrapup_ms=wrapup_ms, at_ms=at_ms,
+                                                  disposition=disposition, note=note))
 
     async def resident_ended(self, ix_id: str, *, at_ms: int | None = None) -> str:
         """The resident ended a connected conversation (hung up, closed the chat)."""

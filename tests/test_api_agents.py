@@ -310,3 +310,35 @@ async def test_supervisor_raises_a_waiting_interactions_priority(api: ApiHarness
     anna = await api.session("anna", "agent", "a1")
     resp = await anna.put(f"/interactions/{first}/priority", {"priority": 9})
     assert resp.status == 403
+
+
+async def test_the_outcome_given_on_ending_is_kept(api: ApiHarness, dispatcher: Dispatcher):
+    """Without wrap-up time the disposition comes with the ending; with it, it is a draft the
+    wrap-up keeps unless the agent replaces it."""
+    intake = await _intake(api)
+    anna = await api.session("anna", "agent", "a1")
+    await _ready(anna, "a1")
+    call = await _create(intake, "voice", "voice")  # the voice queue has no wrap-up time
+    await dispatcher.match_round()
+    assert (await anna.post(f"/agents/a1/interactions/{call}/accept")).status == 200
+    resp = await anna.post(f"/agents/a1/interactions/{call}/complete",
+                           {"disposition": "information_given", "note": "opening hours"})
+    assert (await resp.json())["state"] == "closed"
+    ix = await api.ix(call)
+    assert (ix["disposition"], ix["note"]) == ("information_given", "opening hours")
+    resp = await anna.post(f"/agents/a1/interactions/{call}/complete", {"disposition": "x" * 65})
+    assert resp.status == 422
+
+
+async def test_a_drafted_outcome_survives_wrap_up(api: ApiHarness, dispatcher: Dispatcher):
+    intake = await _intake(api)
+    anna = await api.session("anna", "agent", "a1")
+    await _ready(anna, "a1")
+    chat = await _create(intake)
+    await dispatcher.match_round()
+    await anna.post(f"/agents/a1/interactions/{chat}/accept")
+    resp = await anna.post(f"/agents/a1/interactions/{chat}/complete", {"disposition": "referred"})
+    assert (await resp.json())["state"] == "wrapup"
+    assert (await anna.post(f"/agents/a1/interactions/{chat}/wrapup-end", {"note": "n"})).ok
+    ix = await api.ix(chat)
+    assert (ix["state"], ix["disposition"], ix["note"]) == ("closed", "referred", "n")

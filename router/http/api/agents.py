@@ -16,6 +16,7 @@ from router.http.api.schemas import (
     AgentView,
     Closed,
     Completed,
+    CompleteRequest,
     InteractionList,
     InteractionView,
     MessagePosted,
@@ -90,8 +91,10 @@ async def reject(call: Call) -> Rejected:
 
 
 async def complete(call: Call) -> Completed:
+    body: CompleteRequest = call.body  # an empty body is the defaults
     agent_id, ix_id = await _held(call)
-    state = await call.service.complete(agent_id, ix_id)
+    state = await call.service.complete(agent_id, ix_id, disposition=body.disposition,
+                                        note=body.note)
     return Completed(state=state)  # type: ignore[arg-type]  # the script says wrapup|closed
 
 

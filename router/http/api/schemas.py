@@ -284,6 +284,15 @@ class Completed(BaseModel):
 
 
 class WrapupEndRequest(_Request):
+    disposition: str = Field("", max_length=64, description="outcome code (empty: the one "
+                             "given when ending the conversation)")
+    note: str = Field("", max_length=2000)
+
+
+class CompleteRequest(_Request):
+    """Optional: the outcome, when the agent knows it on ending (final when the queue has no
+    wrap-up time; kept through wrap-up otherwise unless replaced there)."""
+
     disposition: str = Field("", max_length=64, description="outcome code")
     note: str = Field("", max_length=2000)
 
