@@ -145,6 +145,7 @@ def interaction_item(ix: Mapping[str, str], cfg: CitylineConfig, messages: int,
         "connected_ms": _int(ix.get("connected_ms")),
         "talk_end_ms": talk_end,
         "wrapup_until_ms": wrapup_until,
+        "has_wrapup": bool(q is not None and q.wrapup_s > 0),
         "messages": messages,
         "msg_sig": f"{messages}:{sig}",
     }

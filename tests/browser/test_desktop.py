@@ -246,9 +246,14 @@ async def test_a_call_transferred_to_an_expert_then_hung_up(
     await expect(panel.locator('[data-f="transfer_note"]')).to_have_text(
         "Pothole on Main St., needs roads dept.", timeout=LIVE_S
     )
-    # hang up: the voice queue has no wrap-up time, the call closes at once
+    # hang up: the voice queue has no wrap-up time, so the outcome is chosen with the ending
+    await panel.locator(".end-disposition").select_option("referred")
+    await panel.locator(".end-note").fill("sent to the roads department")
     await panel.locator(".hangup").click()
     await expect(panel).to_have_count(0, timeout=LIVE_S)
+    closed = await city[0].service.store.interaction(call["id"])
+    assert (closed["state"], closed["disposition"], closed["note"]) == (
+        "closed", "referred", "sent to the roads department")
     await expect(xena.locator("#state-badge")).to_have_text("ready")
     await anna.context.close()
     await xena.context.close()

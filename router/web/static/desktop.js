@@ -289,11 +289,17 @@
     const entry = { tab: tab, panel: panel, item: item, msgSig: "", seen: 0, scrolled: false };
     tab.querySelector(".tab").addEventListener("click", () => select(item.id));
     const id = item.id;
+    // a queue without wrap-up time takes the outcome with the ending (the .outcome fields)
+    const ending = () => ({
+      disposition: panel.querySelector(".end-disposition").value,
+      note: panel.querySelector(".end-note").value.trim(),
+    });
     panel.querySelector(".hangup").addEventListener("click", (e) =>
-      act(e.currentTarget, "Could not hang up", () => api("POST", ixPath(id) + "/complete")));
+      act(e.currentTarget, "Could not hang up", () =>
+        api("POST", ixPath(id) + "/complete", ending())));
     panel.querySelector(".complete").addEventListener("click", (e) =>
       act(e.currentTarget, "Could not end the conversation", () =>
-        api("POST", ixPath(id) + "/complete")));
+        api("POST", ixPath(id) + "/complete", ending())));
     const reply = panel.querySelector(".reply");
     const textarea = reply.querySelector("textarea");
     reply.addEventListener("submit", async (e) => {
@@ -385,6 +391,7 @@
     entry.panel.querySelector(".hangup").hidden = !(voice && connected);
     entry.panel.querySelector(".complete").hidden = !(!voice && connected);
     entry.panel.querySelector(".ix-actions").hidden = !connected;
+    entry.panel.querySelector(".outcome").hidden = !(connected && !item.has_wrapup);
     entry.panel.querySelector(".wrapup").hidden = !wrapping;
     transferTargets(entry.panel.querySelector(".transfer-target"), item);
     if (item.text && (entry.msgSig !== item.msg_sig || before.state !== item.state)) {
