@@ -207,7 +207,7 @@ async def record_templates(redis: aioredis.Redis) -> dict[str, Template]:
     store = RoutingStore(redis)
     await store.load_scripts()
     service = RoutingService(store, cfg)
-    adapter = factory.build_voice_adapter(service, cfg, redis, Keys(),
+    adapter = factory.build_voice_adapter(service, cfg,
                                           env={voice.ami_secret_env: SECRET},
                                           ivr_clock=lambda: OFFICE_HOURS)
     await adapter.start()
@@ -556,7 +556,7 @@ async def adapter_run(fake: FakeAsterisk, redis: aioredis.Redis, stream: Stream
     await store.load_scripts()
     service = RoutingService(store, cfg)
     with mock.patch.object(factory, "VoiceAdapter", TimedVoiceAdapter):
-        adapter = factory.build_voice_adapter(service, cfg, redis, Keys(),
+        adapter = factory.build_voice_adapter(service, cfg,
                                               env={cfg.channels.voice.ami_secret_env: SECRET})
     assert isinstance(adapter, TimedVoiceAdapter)
     adapter.arm()

@@ -1,5 +1,5 @@
-"""Settings of the e-mail channel: our SMTP server, what it accepts, and the smarthost it sends
-acknowledgements and agents' replies through.
+"""Settings of the e-mail channel: our SMTP server, what it accepts, the smarthost it sends
+acknowledgements and agents' replies through, and how those are retried.
 
 Not wired into `ChannelsConfig` here: the adapter takes an `EmailConfig` directly.
 """
@@ -46,6 +46,25 @@ class SmarthostConfig(Section):
     timeout_s: float = Field(30.0, gt=0)
 
 
+class EmailRetryConfig(Section):
+    """How mail the smarthost did not take is tried again (acknowledgements, agents' replies,
+    web form answers). Kept in Redis, so a restart carries on; the agent sees "retrying"."""
+
+    attempts: int = Field(20, ge=1, le=100, description="tries in all, the first one included")
+    backoff_s: float = Field(
+        5.0, gt=0, le=3600, description="pause before the first retry; doubled after each one"
+    )
+    backoff_max_s: float = Field(
+        900.0, gt=0, le=86_400,
+        description="longest pause (the defaults keep trying for about three hours)",
+    )
+
+    def _own_problems(self) -> list[tuple[Loc, str]]:
+        if self.backoff_max_s < self.backoff_s:
+            return [(("backoff_max_s",), "must not be below backoff_s")]
+        return []
+
+
 class EmailConfig(Section):
     """The e-mail channel: `aiosmtpd` in our loop; mail only for the city's own addresses."""
 
@@ -73,6 +92,7 @@ class EmailConfig(Section):
         "", description="From of acknowledgements and replies; empty: the first address"
     )
     ack: bool = Field(True, description="acknowledge new mail with its reference number")
+    retry: EmailRetryConfig = Field(default_factory=EmailRetryConfig)
 
     _lower_domains = field_validator("domains", "addresses", mode="before")(
         lambda value: _lower_all(value)

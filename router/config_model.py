@@ -71,7 +71,8 @@ class CitylineConfig(Section):
         default_factory=dict, description="login name -> user"
     )
     channels: ChannelsConfig = Field(
-        default_factory=ChannelsConfig, description="channel adapters, each off by default"
+        default_factory=ChannelsConfig, description="channel adapters, each off unless its block "
+        "enables it (the packaged city enables e-mail, SMS, chat and the web form)"
     )
     demo: DemoConfig = Field(default_factory=DemoConfig, description="demonstration helpers")
 

@@ -37,11 +37,11 @@ from router.dispatcher import Dispatcher
 from router.event_feed import EventFeed
 from router.http.api import setup_api
 from router.http.app import AppContext, create_app
-from router.metrics import LiveSnapshotCache, setup_metrics
+from router.metrics import setup_metrics
 from router.service import RoutingService
 from router.stats import StatsAggregator
 from router.users import ensure_users
-from router.waiting import WaitEstimator
+from router.waiting import wait_estimator
 
 if TYPE_CHECKING:
     from router.config import CitylineConfig
@@ -385,7 +385,7 @@ class Cityline:
 
             try:
                 adapters.append(
-                    build_voice_adapter(self.service, self.config, self.redis, self.keys)
+                    build_voice_adapter(self.service, self.config)
                 )
             except VoiceConfigError as exc:
                 raise StartupError(str(exc)) from exc
@@ -398,9 +398,8 @@ class Cityline:
         if self.config.channels.chat.enabled:
             from channels.chat.adapter import ChatAdapter
 
-            live = LiveSnapshotCache(StatsAggregator(self.redis, self.keys, self.config))
             adapters.append(ChatAdapter(self.service, self.config, self.config.channels.chat,
-                                        WaitEstimator(self.service.store, live)))
+                                        wait_estimator(self.service)))
         if self.config.channels.webform.enabled:
             from channels.webform.adapter import WebformAdapter
 

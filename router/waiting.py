@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from queues.store import RoutingStore
 from router.metrics import LiveSnapshotCache
+
+if TYPE_CHECKING:
+    from router.service import RoutingService
 
 # Handle time assumed before the queue has handled anything today.
 DEFAULT_AHT_S = 180.0
@@ -44,3 +48,13 @@ class WaitEstimator:
         if not await self.store.announce(ix_id, position, int(wait_s * 1000)):
             return None
         return WaitEstimate(position, wait_s)
+
+
+def wait_estimator(service: RoutingService) -> WaitEstimator:
+    """An estimator over the service's store and live statistics, for a channel that tells
+    waiting residents their place and wait (the voice hold loop, the web chat)."""
+    from router.stats import StatsAggregator
+
+    store = service.store
+    return WaitEstimator(store, LiveSnapshotCache(StatsAggregator(store.redis, store.keys,
+                                                                  service.cfg)))

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import json
 import logging
 import os
 import re
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -21,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -39,6 +44,9 @@ START_WITHIN_S = 30.0
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    # the default config runs the e-mail channel on 2525: any free port here, so a test run
+    # never collides with a cityline running on this machine
+    env["CITYLINE_CHANNELS__EMAIL__PORT"] = "0"
     return env
 
 
@@ -172,6 +180,41 @@ def test_serve_embedded_redis_then_sigterm(tmp_path: Path, served: list[Served])
     # shutdown order: HTTP intake first, the embedded Redis last
     assert log.index("http: stopped") < log.index("redis: embedded redis-server stopped")
     assert (city.data_dir / "redis" / "appendonly.aof").exists()
+
+
+def test_the_default_city_runs_email_sms_chat_and_the_form(
+        tmp_path: Path, served: list[Served]) -> None:
+    """No config file: mail is taken over SMTP, a signed SMS webhook is taken (its secret
+    generated into the data directory), and the chat and form pages are served."""
+    city = Served(tmp_path)
+    served.append(city)
+    city.wait_healthy()
+    found = re.search(r"email: SMTP server on 127\.0\.0\.1:(\d+)", city.log)
+    assert found, city.log
+    mail = EmailMessage()
+    mail["From"], mail["To"] = "Jan <jan@example.pl>", "kontakt@nowygrod.example.pl"
+    mail["Subject"], mail["Message-ID"] = "Latarnia", "<serve-1@example.pl>"
+    mail.set_content("Nie świeci latarnia na ul. Długiej.")
+    with smtplib.SMTP("127.0.0.1", int(found.group(1)), timeout=10) as smtp:
+        smtp.send_message(mail)
+        with pytest.raises(smtplib.SMTPRecipientsRefused):  # never a relay
+            smtp.sendmail("x@example.org", ["someone@elsewhere.example"], b"Subject: x\r\n\r\nx")
+    secret = (city.data_dir / "sms-webhook-secret").read_text().strip()
+    assert oct((city.data_dir / "sms-webhook-secret").stat().st_mode & 0o777) == "0o600"
+    body = json.dumps({"id": "gw-1", "from": "600 100 200", "text": "Dziura w jezdni"}).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{city.port}/webhooks/sms/generic", data=body, method="POST",
+        headers={"Content-Type": "application/json", "X-Cityline-Signature": signature})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        assert resp.status == 200 and json.loads(resp.read())["status"] == "created"
+    assert city.get("/chat")[0] == 200
+    assert city.get("/form")[0] == 200
+    deadline = time.monotonic() + 10
+    while "email: <serve-1@example.pl> from jan@example.pl -> " not in city.log:
+        assert time.monotonic() < deadline, city.log
+        time.sleep(0.05)
+    assert secret not in city.log
 
 
 def test_ctrl_c_in_a_terminal_stops_in_order(tmp_path: Path, served: list[Served]) -> None:

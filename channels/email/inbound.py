@@ -16,6 +16,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from channels.email.errors import EmailBusyError
 from router.config_email import EmailConfig
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,10 @@ class InboundHandler:
             ref = await self.deliver(content, mail_from, queue)
         except asyncio.CancelledError:
             raise
+        except EmailBusyError as exc:  # a copy of a message being taken right now
+            logger.warning("email: message from %s <%s> asked to retry: %s", session.peer,
+                           mail_from, exc)
+            return "451 4.3.0 Temporary failure, please try again later"
         except Exception:
             logger.exception("email: message from %s <%s> not taken; asked to retry",
                              session.peer, mail_from)

@@ -6,19 +6,15 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from channels.voice.adapter import VoiceAdapter
 from channels.voice.ami import AmiConnection, AmiSettings
 from channels.voice.holding import Holding
-from queues.keys import Keys
 from router.config import CitylineConfig
 from router.ivr_load import default_flows_dir, load_flows
-from router.metrics import LiveSnapshotCache
 from router.service import RoutingService
-from router.stats import StatsAggregator
-from router.waiting import WaitEstimator
+from router.waiting import wait_estimator
 
 
 class VoiceConfigError(RuntimeError):
@@ -28,8 +24,6 @@ class VoiceConfigError(RuntimeError):
 def build_voice_adapter(
     service: RoutingService,
     cfg: CitylineConfig,
-    redis: aioredis.Redis,
-    keys: Keys,
     env: Mapping[str, str] | None = None,
     **adapter_options: Any,
 ) -> VoiceAdapter:
@@ -51,6 +45,5 @@ def build_voice_adapter(
     flows = load_flows(voice.flows_dir or default_flows_dir(), cfg)
     if voice.flow not in flows:
         raise VoiceConfigError(f"channels.voice.flow {voice.flow!r} is not among {sorted(flows)}")
-    live = LiveSnapshotCache(StatsAggregator(redis, keys, cfg))
-    holding = Holding(service, WaitEstimator(service.store, live), voice.announce_every_s)
+    holding = Holding(service, wait_estimator(service), voice.announce_every_s)
     return VoiceAdapter(service, cfg, ami, flows, holding, **adapter_options)

@@ -481,7 +481,7 @@ async def test_answer_to_a_phone_contact_goes_to_the_sms_outbox(
 async def test_answer_through_a_channel_not_enabled_is_a_failed_delivery(
         form: Form, cfg: CitylineConfig, caplog: pytest.LogCaptureFixture,
         channel: str, contact: str, error: str) -> None:
-    assert not cfg.channels.email.enabled and not cfg.channels.sms.enabled
+    cfg.channels.email.enabled = cfg.channels.sms.enabled = False  # the city runs only the form
     ref, link = await form.submit(contact=contact)
     ix_id = (await form.service.store.by_ref(ref))["id"]
     await form.connect(ix_id)

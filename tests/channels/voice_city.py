@@ -104,7 +104,7 @@ async def city(redis: aioredis.Redis) -> AsyncIterator[VoiceCity]:
     store = RoutingStore(redis)
     await store.load_scripts()
     service = RoutingService(store, cfg)
-    adapter = build_voice_adapter(service, cfg, redis, Keys(),
+    adapter = build_voice_adapter(service, cfg,
                                   env={voice.ami_secret_env: SECRET},
                                   ivr_clock=lambda: OFFICE_HOURS)
     await adapter.start()
