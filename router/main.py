@@ -35,6 +35,7 @@ from queues.store import RoutingStore
 from router.auth import Auth
 from router.dispatcher import Dispatcher
 from router.event_feed import EventFeed
+from router.http.access_log import PathOnlyAccessLogger
 from router.http.api import setup_api
 from router.http.app import AppContext, create_app
 from router.metrics import setup_metrics
@@ -474,7 +475,8 @@ class Cityline:
             ],
         )
         # handle_signals stays False: only the CLI owns signal handlers.
-        self._runner = web.AppRunner(self.app, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
+        self._runner = web.AppRunner(self.app, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S,
+                                     access_log_class=PathOnlyAccessLogger)
         await self._runner.setup()
         site = web.TCPSite(self._runner, http.host, http.port)
         try:
