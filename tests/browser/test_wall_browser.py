@@ -95,6 +95,12 @@ async def test_supervisor_sees_the_wall_change_live(
         # the subject is shown as text, never as markup
         await expect(row.locator('[data-f="subject"]')).to_have_text("Street lamp <b>broken</b>")
         await page.screenshot(path=str(artifacts / "wall-waiting.png"), full_page=True)
+        # the supervisor raises its priority from the wall: recorded as a PRIORITY event
+        ix_id = (await resp.json())["id"]
+        await row.locator(".priority-raise").click()
+        await expect(row.locator('[data-f="priority"]')).to_have_text("5", timeout=LIVE_S)
+        raised = [f for _, f in await redis.xrange("cl:events") if f.get("ev") == "PRIORITY"]
+        assert [(f["ix"], f["priority"], f["by"]) for f in raised] == [(ix_id, "5", "maria")]
 
         # the agent signs in ready through the API: the dispatcher offers the call at once
         resp = await http.post(

@@ -237,7 +237,7 @@
         say("Moved to " + (queuesByName.get(queue) || { label: queue }).label, false);
       } else {
         const url = config.priority_url.replace("{ix_id}", encodeURIComponent(tr.dataset.ix));
-        const priority = Number(tr.dataset.priority || 0) + 5;
+        const priority = Math.min(10, Number(tr.dataset.priority || 0) + 5);
         await api("PUT", url.slice(config.api.length), { priority: priority });
         say("Priority raised to " + priority, false);
       }
