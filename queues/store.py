@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -477,8 +477,25 @@ class RoutingStore:
         raw = await self.redis.lindex(self.keys.messages(ix_id), index - 1)
         return json.loads(raw) if raw is not None else None
 
-    async def messages(self, ix_id: str) -> list[dict[str, Any]]:
-        return [json.loads(m) for m in await self.redis.lrange(self.keys.messages(ix_id), 0, -1)]
+    async def messages(self, ix_id: str, start: int = 0) -> list[dict[str, Any]]:
+        """The conversation from message `start` (0-based) on."""
+        raw = await self.redis.lrange(self.keys.messages(ix_id), start, -1)
+        return [json.loads(m) for m in raw]
+
+    async def conversation_marks(self, ix_ids: Sequence[str]) -> dict[str, tuple[str, str, int]]:
+        """(state, agent, number of messages) of each interaction, in one round trip: what a
+        channel compares to notice that a conversation it shows has changed."""
+        if not ix_ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for ix_id in ix_ids:
+                pipe.hmget(self.keys.ix(ix_id), ["state", "agent"])
+                pipe.llen(self.keys.messages(ix_id))
+            raw = await pipe.execute()
+        return {
+            ix_id: (_s(raw[2 * i][0] or ""), _s(raw[2 * i][1] or ""), int(raw[2 * i + 1]))
+            for i, ix_id in enumerate(ix_ids)
+        }
 
     async def position(self, ix_id: str) -> int:
         """1-based place of a waiting interaction in its queue (0 if it does not wait): those of

@@ -152,9 +152,14 @@ class RoutingService:
     async def interaction_by_ref(self, ref: str) -> dict[str, str]:
         return await self._do(self.store.by_ref(ref))
 
-    async def messages(self, ix_id: str) -> list[dict[str, Any]]:
-        """The conversation, oldest first: {from, agent, text, t} each."""
-        return await self.store.messages(ix_id)
+    async def messages(self, ix_id: str, start: int = 0) -> list[dict[str, Any]]:
+        """The conversation, oldest first, from message `start` (0-based): {from, agent, text,
+        t} each."""
+        return await self.store.messages(ix_id, start)
+
+    async def conversation_marks(self, ix_ids: list[str]) -> dict[str, tuple[str, str, int]]:
+        """(state, agent, number of messages) of each, in one round trip (see the store)."""
+        return await self.store.conversation_marks(ix_ids)
 
     async def announced_message(self, event: Event) -> tuple[int, dict[str, Any]] | None:
         """The message a MESSAGE event announced, with its 1-based index (the item a channel's

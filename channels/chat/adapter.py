@@ -62,7 +62,7 @@ from router.config_chat import ChatConfig
 from router.errors import BadRequest, CitylineError, NotFound
 from router.http.app import json_error
 from router.identity import contact_of
-from router.models import Channel, Event, IntakeRequest, TransferRequest
+from router.models import Channel, Event, EventType, IntakeRequest, TransferRequest
 from router.service import RoutingService
 from router.tasks import cancel_for_sure
 from router.waiting import WaitEstimator
@@ -74,6 +74,11 @@ WS_PATH = "/chat/ws"
 # Frames larger than this close the socket (aiohttp: 1009); text over max_message_chars but
 # under it gets an error frame.
 MAX_FRAME_BYTES = 64 * 1024
+# a socket whose conversation did not change is still brought up to date this often (a resume
+# on another process is noticed by it)
+RESYNC_EVERY_S = 10.0
+# the resident's last sign of life is written at most this often (idle timeouts are minutes)
+ACTIVE_SAVE_EVERY_S = 5.0
 WAITING_STATES = frozenset({"queued", "offered"})
 TERMINAL = frozenset({"closed", "abandoned", "timeout", "deflected"})
 # A conversation's links outlive any chat (refreshed by every write); an ended one is kept this
@@ -307,7 +312,9 @@ class ChatAdapter:
             return session
         if isinstance(frame, MessageFrame):
             await self.service.resident_message(session.ix_id, frame.text)
-            await self._save(session, active_ms=str(now_ms()))
+            if time.monotonic() - session.active_saved >= ACTIVE_SAVE_EVERY_S:
+                session.active_saved = time.monotonic()
+                await self._save(session, active_ms=str(now_ms()))
         elif isinstance(frame, LeaveFrame):
             await self._resident_leaves(session)
         return session
@@ -364,7 +371,7 @@ class ChatAdapter:
             # it ended while the resident was away: what they missed, then the end
             logger.info("chat %s: resumed after its end", session.ix_id)
             await session.send({"type": "started", "ref": session.ref, "token": frame.token})
-            await self._flush(session, await self.service.messages(session.ix_id))
+            await self._flush(session, await self._unseen(session))
             await self._finish(session, link["ended"])
             return None
         old = self.sessions.get(session.ix_id)
@@ -472,10 +479,15 @@ class ChatAdapter:
             session.agent = ""
             await self._save(session, agent="")
 
-    async def _flush(self, session: ChatSession, messages: list[dict[str, Any]]) -> None:
-        """Deliver the agent's messages not delivered yet; only what was sent counts as seen."""
+    async def _unseen(self, session: ChatSession) -> list[dict[str, Any]]:
+        """The conversation from the first message not yet looked at for delivery."""
+        return await self.service.messages(session.ix_id, session.seen)
+
+    async def _flush(self, session: ChatSession, unseen: list[dict[str, Any]]) -> None:
+        """Deliver the agent's messages among `unseen` (the conversation from `session.seen`
+        on); only what was sent counts as seen."""
         start = session.seen
-        for m in messages[start:]:
+        for m in unseen:
             if m.get("from") == "agent" and not await session.send(
                 {"type": "message", "from": "agent", "text": str(m.get("text") or "")}
             ):
@@ -512,7 +524,7 @@ class ChatAdapter:
                 return
             link = await self.state.link("token", session.token_sha256)
             if link.get("ended"):
-                await self._flush(session, await self.service.messages(session.ix_id))
+                await self._flush(session, await self._unseen(session))
                 await self._finish(session, link["ended"])
                 return
             if link and link.get("conn") != session.conn:
@@ -535,16 +547,18 @@ class ChatAdapter:
                     or link.get("owner") != self.instance:
                 # a sweep took this socket for dropped (a race with a resume): it is here
                 await self._save(session, disconnected_wall_ms="0", owner=self.instance)
-            messages = await self.service.messages(session.ix_id)
+            unseen = await self._unseen(session)
             if state in TERMINAL or state == "wrapup" or not state:
-                await self._flush(session, messages)
+                await self._flush(session, unseen)
                 await self._finish(session, ended_by(ix))
             elif state == "connected":
                 await self._announce_agent(session, ix.get("agent", ""))
-                await self._flush(session, messages)
-                await self._reply_notice(session, ix, messages)
+                await self._flush(session, unseen)
+                if self.chat.agent_reply_timeout_s > 0:
+                    await self._reply_notice(session, ix,
+                                             await self.service.messages(session.ix_id))
             else:
-                await self._flush(session, messages)
+                await self._flush(session, unseen)
                 if session.agent:
                     await self._agent_left(session, ix)
                     await self._waiting_update(session)
@@ -553,9 +567,12 @@ class ChatAdapter:
 
     async def handle_event(self, event: Event, interaction: dict[str, str]) -> None:
         """Any event of a conversation held here brings its socket up to date (the others are
-        caught up by the process holding them, on its next tick)."""
+        caught up by the process holding them, on its next tick). The resident's own
+        messages need nothing sent back."""
         session = self.sessions.get(event.ix)
         if session is None:
+            return
+        if event.type == EventType.MESSAGE and (event.model_extra or {}).get("from") != "agent":
             return
         await self._sync(session, interaction or None)
 
@@ -576,13 +593,18 @@ class ChatAdapter:
                 logger.exception("chat: maintenance tick failed")
 
     async def tick(self) -> None:
-        """The sockets held here: catch up with the conversation, waiting updates."""
+        """The sockets held here: catch up with the conversations that changed (one round trip
+        for all of them tells which), waiting updates."""
         now = time.monotonic()
-        for session in list(self.sessions.values()):
-            if session.ended:
-                continue
+        sessions = [s for s in list(self.sessions.values()) if not s.ended]
+        marks = await self.service.conversation_marks([s.ix_id for s in sessions])
+        for session in sessions:
+            mark = marks.get(session.ix_id)
             try:
-                await self._sync(session)
+                timed = self.chat.agent_reply_timeout_s > 0 and mark and mark[0] == "connected"
+                if mark != session.mark or now - session.synced_at >= RESYNC_EVERY_S or timed:
+                    session.mark, session.synced_at = mark, now
+                    await self._sync(session)
                 if (not session.ended and not session.agent
                         and now - session.last_waiting_update >= self.chat.waiting_update_every_s):
                     await self._waiting_update(session)

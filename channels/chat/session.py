@@ -54,6 +54,11 @@ class ChatSession:
     seen: int = 0  # messages of the conversation already looked at for delivery
     notice: str = ""  # the unanswered stretch the resident was told about
     last_waiting_update: float = 0.0
+    # (state, agent, messages) when last brought up to date, and when (monotonic): the tick
+    # syncs a socket only when this changed (or now and then, to notice a resume elsewhere)
+    mark: tuple[str, str, int] | None = None
+    synced_at: float = 0.0
+    active_saved: float = 0.0  # monotonic time the last sign of life was written to the link
     ended: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
