@@ -231,3 +231,34 @@ class Keys:
     # (`queues.residents.HISTORY_CAP`).
     def resident_history(self, resident_id: str) -> str:
         return f"{self.prefix}res:{resident_id}:hist"
+
+    # --- the directory: admin changes to agents and queues over the YAML (router.directory) ---
+    # The configuration file stays the base; these hold what admins changed since, validated
+    # against the whole effective configuration before they are written (queues.directory).
+
+    # HASH: agent id -> JSON of its whole AgentConfig as an admin set it (overrides the file's
+    # definition of that id, or adds an agent the file does not have).
+    @property
+    def directory_agents(self) -> str:
+        return f"{self.prefix}dir:agents"
+
+    # HASH: queue name -> JSON of its whole QueueConfig as an admin set it.
+    @property
+    def directory_queues(self) -> str:
+        return f"{self.prefix}dir:queues"
+
+    # SET: agent ids of the file that an admin removed.
+    @property
+    def directory_removed_agents(self) -> str:
+        return f"{self.prefix}dir:agents:removed"
+
+    # SET: queue names of the file that an admin removed.
+    @property
+    def directory_removed_queues(self) -> str:
+        return f"{self.prefix}dir:queues:removed"
+
+    # STRING counter: bumped by every directory change; every process polls it and applies the
+    # change when it moves (router.directory.DirectoryWatcher).
+    @property
+    def directory_version(self) -> str:
+        return f"{self.prefix}dir:version"

@@ -26,6 +26,7 @@ from router.cli_admin import add_admin_commands
 from router.cli_common import add_config_options, add_log_level, config_or_exit, error, plural
 from router.cli_common import format_issue as format_issue
 from router.cli_common import load_config_for as load_config_for
+from router.cli_directory import add_directory_commands
 from router.logging_setup import configure_logging
 
 if TYPE_CHECKING:
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_log_level(queue_log, "warning")
     queue_log.set_defaults(func=cmd_export_queue_log)
     add_admin_commands(commands)
+    add_directory_commands(commands)
     return parser
 
 

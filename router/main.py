@@ -33,6 +33,7 @@ from queues.embedded import EmbeddedRedis, EmbeddedRedisError
 from queues.keys import Keys
 from queues.store import RoutingStore
 from router.auth import Auth
+from router.directory import Directory, DirectoryWatcher, attach
 from router.dispatcher import Dispatcher
 from router.event_feed import EventFeed
 from router.http.access_log import PathOnlyAccessLogger
@@ -199,6 +200,7 @@ class Cityline:
         self.redis_url: str | None = redis_url or configured_redis_url(config)
         self.store: RoutingStore | None = None
         self.service: RoutingService | None = None
+        self.directory: Directory | None = None  # admins' changes to agents and queues
         self.adapters: list[Any] = []  # channel adapters started by this process
         self.app: web.Application | None = None
         self.http_port: int | None = None
@@ -349,7 +351,13 @@ class Cityline:
         # the service gives the store the city's clock (reference numbers' year) and is what
         # the HTTP API and the channels call
         self.service = RoutingService(self.store, self.config)
-        await self.service.sync_agent_profiles()
+        # admins' changes to agents and queues (router/directory.py) apply over the file's
+        # before anything routes; refresh() also writes every agent's profile
+        self.directory = Directory(self.redis, self.keys, self.config, scripts=self.store.scripts,
+                                   events_maxlen=self.config.redis.events_maxlen,
+                                   service=self.service)  # fmt: skip
+        attach(self.service, self.directory)
+        await self.directory.refresh(force=True)
         logger.info(
             "store: Lua scripts loaded on %s (key prefix %r)",
             redact_url(self.redis_url or ""),
@@ -367,6 +375,8 @@ class Cityline:
             self.supervisor.start("stats", aggregator.run)
         if self.embedded is not None:
             self.supervisor.start("redis-watch", self._watch_embedded)
+        if self.directory is not None:
+            self.supervisor.start("directory", DirectoryWatcher(self.directory).run)
         for name, run in self._channel_components():
             self.supervisor.start(name, run)
         for name, run in self._extra:

@@ -90,6 +90,7 @@ class EventType(StrEnum):
     MESSAGE = "MESSAGE"
     CASECREATED = "CASECREATED"
     CASESTATUS = "CASESTATUS"
+    CONFIG = "CONFIG"  # an admin changed an agent or a queue (router.directory)
 
 
 class Event(BaseModel):

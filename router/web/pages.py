@@ -141,7 +141,7 @@ def setup_web(app: web.Application) -> None:
     when the API is (router/http/app.py calls this after the API's setup)."""
     if AUTH_KEY not in app or SERVICE_KEY not in app:
         return
-    from router.web import desktop, wall
+    from router.web import admin, desktop, wall
 
     setup_static(app)
     app.router.add_get("/", home, name="web.home")
@@ -150,3 +150,4 @@ def setup_web(app: web.Application) -> None:
     app.router.add_post("/logout", logout_submit, name="web.logout")
     wall.setup(app)
     desktop.setup(app)
+    admin.setup(app)

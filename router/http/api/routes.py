@@ -11,12 +11,24 @@ Who may call what (role agent additionally only with its own `{agent_id}`, see t
 | agent, admin              | work an interaction: accept, reject, complete, wrap-up...      |
 | supervisor, admin         | all agents, queues, references, live figures, moves            |
 | supervisor, admin         | withdraw a resident's consent to be recognised across channels |
+| supervisor, admin         | read the agents and queues managed at run time (admin/...)     |
+| admin                     | change agents and queues; manage users (admin/...)             |
 """
 
 from __future__ import annotations
 
 from router.auth import Role
-from router.http.api import agents, auth_routes, intake, openapi, residents, supervision
+from router.config import AgentConfig
+from router.http.api import (
+    admin,
+    admin_users,
+    agents,
+    auth_routes,
+    intake,
+    openapi,
+    residents,
+    supervision,
+)
 from router.http.api.schemas import (
     Accepted,
     AgentList,
@@ -49,6 +61,20 @@ from router.http.api.schemas import (
     Transferred,
     WrapupEndRequest,
 )
+from router.http.api.schemas_admin import (
+    AdminAgent,
+    AdminAgentList,
+    AdminQueue,
+    AdminQueueList,
+    AdminUser,
+    AdminUserList,
+    QueueBody,
+    Removed,
+    Unlocked,
+    UserCreateRequest,
+    UserRemoved,
+    UserUpdateRequest,
+)
 from router.http.api.table import Route
 from router.models import IntakeRequest, TransferRequest
 from router.stats import LiveSnapshot
@@ -58,6 +84,11 @@ INTAKE = frozenset({Role.intake, Role.admin})
 STAFF = frozenset({Role.supervisor, Role.admin})
 READERS = frozenset({Role.agent, Role.supervisor, Role.admin})
 AGENT_WORK = frozenset({Role.agent, Role.admin})
+ADMIN = frozenset({Role.admin})
+
+_LIVE = ("Validated against the whole configuration like the YAML file (422 validation_error "
+         "with details, each loc relative to this entry when it is about it); applied at once "
+         "in every process, no restart. ")
 
 _IX = "/agents/{agent_id}/interactions/{ix_id}"
 
@@ -149,4 +180,45 @@ ROUTES: list[Route] = [
           description="The same as DELETE /residents/{resident_id}/consent for the resident "
           "the phone number, e-mail address or telegram:<chat id> belongs to (404 "
           "unknown_resident when none; 422 invalid_contact when it is none of those)."),
+    # --- admin: agents, queues, users -------------------------------------------------------
+    Route("GET", "/admin/agents", admin.admin_list_agents, "Every agent as configured now",
+          None, AdminAgentList, STAFF, tag="admin",
+          description="The configuration file's agents with the admins' changes applied."),
+    Route("GET", "/admin/agents/{agent_id}", admin.admin_get_agent, "One agent as configured now",
+          None, AdminAgent, STAFF, tag="admin"),
+    Route("PUT", "/admin/agents/{agent_id}", admin.admin_put_agent, "Add or replace an agent",
+          AgentConfig, AdminAgent, ADMIN, tag="admin", errors=(409,),
+          description=_LIVE + "Skills and capacity apply to routing at once, also for a "
+          "signed-in agent."),
+    Route("DELETE", "/admin/agents/{agent_id}", admin.admin_delete_agent, "Remove an agent",
+          None, Removed, ADMIN, tag="admin", errors=(409,),
+          description="409 busy while the agent is signed in or holds work (sign them out "
+          "first); 409 in_use while a user works as the agent."),
+    Route("GET", "/admin/queues", admin.admin_list_queues, "Every queue as configured now",
+          None, AdminQueueList, STAFF, tag="admin"),
+    Route("GET", "/admin/queues/{name}", admin.admin_get_queue, "One queue as configured now",
+          None, AdminQueue, STAFF, tag="admin"),
+    Route("PUT", "/admin/queues/{name}", admin.admin_put_queue, "Add or replace a queue",
+          QueueBody, AdminQueue, ADMIN, tag="admin", errors=(409,),
+          description=_LIVE + "Service level, strategy, offer timeout, wrap-up and escalation "
+          "apply at once; required skills and priority to interactions entering from then on."),
+    Route("DELETE", "/admin/queues/{name}", admin.admin_delete_queue, "Remove a queue",
+          None, Removed, ADMIN, tag="admin", errors=(409,),
+          description="409 in_use while interactions wait in it, another queue overflows or "
+          "escalates to it, or an enabled channel hands its contacts to it."),
+    Route("GET", "/admin/users", admin_users.admin_list_users, "Every user (never a password)",
+          None, AdminUserList, ADMIN, tag="admin"),
+    Route("POST", "/admin/users", admin_users.admin_create_user, "Create a user",
+          UserCreateRequest, AdminUser, ADMIN, status=201, tag="admin", errors=(409,),
+          description="409 user_exists when the name is taken."),
+    Route("PUT", "/admin/users/{username}", admin_users.admin_update_user,
+          "Change a user's role, agent or password", UserUpdateRequest, AdminUser, ADMIN,
+          tag="admin", errors=(409,),
+          description="A new password ends every session of the user. An admin cannot change "
+          "their own role (409 self)."),
+    Route("DELETE", "/admin/users/{username}", admin_users.admin_delete_user,
+          "Remove a user and revoke their tokens", None, UserRemoved, ADMIN, tag="admin",
+          errors=(409,), description="An admin cannot remove their own account (409 self)."),
+    Route("POST", "/admin/users/{username}/unlock", admin_users.admin_unlock_user,
+          "End a user's login lockout", None, Unlocked, ADMIN, tag="admin"),
 ]  # fmt: skip

@@ -1,0 +1,477 @@
+"""Agents and queues managed at run time: the YAML file is the base, admins' changes an overlay.
+
+An admin (web page, JSON API, `cityline agent|queue ...`) sets or removes one agent or queue at
+a time. `Directory` validates the change by building the whole effective configuration (file +
+overlay + this change) with the same models (`AgentConfig`, `QueueConfig`) and the same
+cross-checks (`router.config_checks.reference_problems`) the YAML load uses, plus the channels'
+own references to queues; a change with problems is refused with every problem at its field
+and nothing is written. A valid change is written to Redis by one script
+(`queues/lua/directory_change.lua`) that also bumps the directory version and appends a CONFIG
+event; a change made by someone else meanwhile makes the script refuse, and the change is
+validated again against the new state.
+
+Every process applies changes without a restart: `DirectoryWatcher` polls the version (one GET
+a second) and, when it moved, swaps the effective `agents` and `queues` into the one shared
+`CitylineConfig` every component reads through (service, dispatcher, timers, statistics, the
+wall, the desktop, the API), then writes every agent's routing profile
+(`RoutingService.sync_agent_profiles`) so new skills and capacities route at once. The process
+that made the change applies it before it answers.
+
+What applies when: an agent's skills, capacity, line and endpoint at once (also for a signed-in
+agent). A queue's service-level target, strategy, offer timeout, wrap-up and escalation at once;
+its required skills and priority for interactions entering it from then on (those waiting keep
+the placement they were queued with). Removing an agent is refused while the agent is signed
+in or holds work, or while a user works as that agent; removing a queue while interactions wait
+in it, another queue overflows or escalates to it, or a channel hands its contacts to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import redis.asyncio as aioredis
+from pydantic import TypeAdapter, ValidationError
+from redis.exceptions import RedisError
+
+from queues import errors as store_errors
+from queues.directory import DirectoryStore, Overlay
+from queues.keys import Keys
+from queues.scripts import Scripts
+from router.config import AgentConfig, AgentId, CitylineConfig, QueueConfig, QueueName
+from router.config_checks import reference_problems
+from router.config_issues import Loc, clean_loc
+from router.errors import Conflict, NotFound, Unprocessable
+
+if TYPE_CHECKING:
+    from router.service import RoutingService
+
+logger = logging.getLogger(__name__)
+
+# How often every process looks at the directory version (one GET).
+POLL_S = 1.0
+# A change refused as stale (someone else changed the directory meanwhile) is validated and
+# tried again this many times before the caller gets a 409.
+WRITE_ATTEMPTS = 5
+
+Origin = Literal["file", "changed", "added"]
+_AGENT_ID = TypeAdapter(AgentId)
+_QUEUE_NAME = TypeAdapter(QueueName)
+
+
+class DirectoryInvalid(Unprocessable):
+    """The change would make the configuration invalid; `problems` says where and why, each at
+    a location relative to the changed entry (e.g. ``("skills", "taxes")``) when it is about
+    that entry, else from the configuration's root (``("queues", "chat", "overflow")``)."""
+
+    code = "validation_error"
+
+    def __init__(self, message: str, problems: list[tuple[Loc, str]]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+    def details(self) -> list[dict[str, Any]]:
+        return [{"loc": list(loc), "msg": msg} for loc, msg in self.problems]
+
+
+class InUse(Conflict):
+    code = "in_use"
+
+
+def check_agent_id(agent_id: str) -> str:
+    try:
+        return _AGENT_ID.validate_python(agent_id)
+    except ValidationError as exc:
+        raise DirectoryInvalid("not a valid agent id", [(("id",), _first(exc))]) from None
+
+
+def check_queue_name(name: str) -> str:
+    try:
+        return _QUEUE_NAME.validate_python(name)
+    except ValidationError as exc:
+        raise DirectoryInvalid("not a valid queue name", [(("name",), _first(exc))]) from None
+
+
+def _first(exc: ValidationError) -> str:
+    msg = str(exc.errors(include_url=False)[0]["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def validation_problems(exc: ValidationError) -> list[tuple[Loc, str]]:
+    """A pydantic error of one entry as (location, message) pairs, the way the YAML loader
+    reports them (the several problems of a model check each at its own place)."""
+    from router.config_issues import Problems
+
+    out: list[tuple[Loc, str]] = []
+    for err in exc.errors(include_url=False):
+        loc = clean_loc(err["loc"])
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, Problems):
+            out.extend(((*loc, *sub), msg) for sub, msg in inner.problems)
+        else:
+            msg = str(err.get("msg", "")).removeprefix("Value error, ")
+            out.append((loc, "required setting is missing" if err["type"] == "missing" else msg))
+    return out
+
+
+def _summary(what: str, problems: list[tuple[Loc, str]]) -> str:
+    return f"{what}: " + "; ".join(
+        f"{'.'.join(map(str, loc)) or '(whole)'}: {msg}" for loc, msg in problems
+    )
+
+
+def parse_agent(data: Mapping[str, Any]) -> AgentConfig:
+    try:
+        return AgentConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        found = validation_problems(exc)
+        raise DirectoryInvalid(_summary("the agent is not valid", found), found) from None
+
+
+def parse_queue(data: Mapping[str, Any]) -> QueueConfig:
+    try:
+        return QueueConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        found = validation_problems(exc)
+        raise DirectoryInvalid(_summary("the queue is not valid", found), found) from None
+
+
+def channel_queue_problems(
+    cfg: CitylineConfig, queues: Mapping[str, QueueConfig]
+) -> list[tuple[Loc, str]]:
+    """Enabled channels hand their contacts to queues by name: each must exist and serve that
+    channel (the YAML load leaves this to the adapters' start; a run-time change must not
+    break a running channel)."""
+    problems: list[tuple[Loc, str]] = []
+    channels = cfg.channels
+    named: list[tuple[Loc, str, str]] = []
+    for ch in ("chat", "sms", "telegram", "webform"):
+        block = getattr(channels, ch, None)
+        if block is not None and getattr(block, "enabled", False) and getattr(block, "queue", ""):
+            named.append((("channels", ch, "queue"), ch, block.queue))
+    email = getattr(channels, "email", None)
+    if email is not None and getattr(email, "enabled", False):
+        for mailbox, queue in (getattr(email, "addresses", None) or {}).items():
+            named.append((("channels", "email", "addresses", mailbox), "email", queue))
+    for loc, ch, queue in named:
+        q = queues.get(queue)
+        if q is None:
+            problems.append((loc, f"the {ch} channel hands its contacts to queue {queue!r}"))
+        elif str(q.channel) != ch:
+            message = (f"the {ch} channel hands its contacts to queue {queue!r}, which would "
+                       f"serve {q.channel.value}")  # fmt: skip
+            problems.append((loc, message))
+    return problems
+
+
+class Directory:
+    """The effective agents and queues of one process, and the admin changes to them."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        cfg: CitylineConfig,
+        *,
+        scripts: Scripts | None = None,
+        events_maxlen: int | None = None,
+        service: RoutingService | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.keys = keys
+        self.service = service
+        # the file's definitions, captured before any overlay is applied
+        self.base_agents: dict[str, AgentConfig] = dict(cfg.agents)
+        self.base_queues: dict[str, QueueConfig] = dict(cfg.queues)
+        self.store = DirectoryStore(
+            redis, keys, scripts,
+            events_maxlen=events_maxlen if events_maxlen is not None
+            else cfg.redis.events_maxlen,
+        )  # fmt: skip
+        self.version = 0  # the overlay version applied to cfg
+        self.overlay = Overlay()
+        self._lock = asyncio.Lock()
+
+    # --- the effective configuration ----------------------------------------------------------
+
+    def _effective(
+        self, overlay: Overlay, skip: frozenset[tuple[str, str]] = frozenset()
+    ) -> tuple[dict[str, AgentConfig], dict[str, QueueConfig], list[tuple[str, str]]]:
+        """File + overlay (entries in `skip` keep the file's definition). Entries the models
+        refuse (the file changed under them) are skipped and returned as unusable."""
+        unusable: list[tuple[str, str]] = []
+        agents: dict[str, AgentConfig] = {}
+        for agent_id, base in self.base_agents.items():
+            if agent_id not in overlay.removed_agents or ("agent", agent_id) in skip:
+                agents[agent_id] = base
+        for agent_id, data in overlay.agents.items():
+            if ("agent", agent_id) in skip:
+                continue
+            try:
+                agents[agent_id] = AgentConfig.model_validate(data)
+            except ValidationError:
+                unusable.append(("agent", agent_id))
+        queues: dict[str, QueueConfig] = {}
+        for name, base_q in self.base_queues.items():
+            if name not in overlay.removed_queues or ("queue", name) in skip:
+                queues[name] = base_q
+        for name, data in overlay.queues.items():
+            if ("queue", name) in skip:
+                continue
+            try:
+                queues[name] = QueueConfig.model_validate(data)
+            except ValidationError:
+                unusable.append(("queue", name))
+        return agents, queues, unusable
+
+    def problems(
+        self, agents: Mapping[str, AgentConfig], queues: Mapping[str, QueueConfig]
+    ) -> list[tuple[Loc, str]]:
+        """Every cross-reference problem of the configuration with these agents and queues."""
+        cfg = self.cfg
+        found = reference_problems(
+            city_languages=cfg.city.languages,
+            routing=cfg.routing,
+            skills=cfg.skills,
+            languages=cfg.languages,
+            reason_codes=cfg.reason_codes,
+            queues=queues,
+            agents=agents,
+            users=cfg.users,
+        )
+        return found + channel_queue_problems(cfg, queues)
+
+    def _apply(self, agents: dict[str, AgentConfig], queues: dict[str, QueueConfig]) -> None:
+        # Both at once, without an await in between, and without re-validating the whole model
+        # on assignment (it was validated above): every component reads cfg.agents / cfg.queues
+        # at the moment it needs them, so the next read sees the new ones.
+        self.cfg.__dict__.update(agents=agents, queues=queues)
+
+    async def refresh(self, *, force: bool = False) -> bool:
+        """Apply the overlay in Redis when its version moved; True when something was applied.
+
+        Entries that no longer fit (the file changed since an admin made them: a skill left
+        the catalogue) are left out with an error in the log, never stop the process.
+        """
+        async with self._lock:
+            if not force and await self.store.version() == self.version:
+                return False
+            overlay = await self.store.read()
+            skip: frozenset[tuple[str, str]] = frozenset()
+            agents, queues, unusable = self._effective(overlay)
+            # only what the overlay adds counts: a file may name a queue no channel uses yet
+            known = set(self.problems(self.base_agents, self.base_queues))
+            for _ in range(10):
+                problems = [p for p in self.problems(agents, queues) if p not in known]
+                if not problems:
+                    break
+                bad = {
+                    ("agent" if loc[0] == "agents" else "queue", str(loc[1]))
+                    for loc, _msg in problems
+                    if len(loc) > 1 and loc[0] in ("agents", "queues")
+                }
+                bad &= {("agent", a) for a in overlay.agents} | {
+                    ("queue", q) for q in overlay.queues
+                } | {("agent", a) for a in overlay.removed_agents} | {
+                    ("queue", q) for q in overlay.removed_queues
+                }
+                if not bad - skip:
+                    logger.error(
+                        "directory: version %d leaves problems (%s); keeping the file's "
+                        "agents and queues", overlay.version,
+                        "; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems),
+                    )  # fmt: skip
+                    agents, queues = dict(self.base_agents), dict(self.base_queues)
+                    break
+                skip = skip | bad
+                agents, queues, unusable = self._effective(overlay, skip)
+            for kind, name in sorted({*unusable, *skip}):
+                logger.error(
+                    "directory: the admin's %s %r does not fit the configuration any more; "
+                    "using the file's definition", kind, name,
+                )  # fmt: skip
+            self._apply(agents, queues)
+            changed = overlay.version != self.version
+            self.version = overlay.version
+            self.overlay = overlay
+        if changed:
+            logger.info(
+                "directory: version %d applied (%d agents, %d queues)",
+                overlay.version, len(agents), len(queues),
+            )  # fmt: skip
+        if self.service is not None:
+            await self.service.sync_agent_profiles()
+        return True
+
+    # --- what admins see ----------------------------------------------------------------------
+
+    def origin(self, kind: Literal["agent", "queue"], name: str) -> Origin:
+        changed = self.overlay.agents if kind == "agent" else self.overlay.queues
+        base = self.base_agents if kind == "agent" else self.base_queues
+        if name in changed:
+            return "changed" if name in base else "added"
+        return "file"
+
+    # --- changes ------------------------------------------------------------------------------
+
+    async def _write(
+        self,
+        kind: Literal["agent", "queue"],
+        action: Literal["set", "remove"],
+        name: str,
+        value: AgentConfig | QueueConfig | None,
+        by: str,
+    ) -> int:
+        for _ in range(WRITE_ATTEMPTS):
+            overlay = await self.store.read()
+            agents, queues, _unusable = self._effective(overlay)
+            await self._check(kind, action, name, value, agents, queues)
+            try:
+                version = await self.store.change(
+                    kind, action, name,
+                    expected_version=overlay.version,
+                    value=value.model_dump(mode="json") if value is not None else None,
+                    in_base=name in (self.base_agents if kind == "agent" else self.base_queues),
+                    by=by,
+                )  # fmt: skip
+            except store_errors.StaleError:
+                continue  # someone else changed the directory: validate again on the new state
+            except store_errors.BusyError as exc:
+                raise Conflict(exc.detail, code="busy") from None
+            logger.info("directory: %s %s %s by %s (version %d)", kind, name, action, by or "-",
+                        version)  # fmt: skip
+            await self.refresh(force=True)
+            return version
+        raise Conflict("the directory keeps changing; try again", code="stale")
+
+    async def _check(
+        self,
+        kind: Literal["agent", "queue"],
+        action: Literal["set", "remove"],
+        name: str,
+        value: AgentConfig | QueueConfig | None,
+        agents: dict[str, AgentConfig],
+        queues: dict[str, QueueConfig],
+    ) -> None:
+        section = "agents" if kind == "agent" else "queues"
+        current: Mapping[str, Any] = agents if kind == "agent" else queues
+        # only the problems this change makes count (a file may have a channel's queue that
+        # does not exist while the channel is not used, say)
+        known = set(self.problems(agents, queues))
+        if action == "remove":
+            if name not in current:
+                code = "unknown_agent" if kind == "agent" else "unknown_queue"
+                raise NotFound(f"unknown {kind} {name!r}", code=code)
+            if kind == "agent":
+                agents = {k: v for k, v in agents.items() if k != name}
+                await self._check_no_user(name)
+            else:
+                waiting = await self.store.waiting(name)
+                if waiting:
+                    raise InUse(f"{waiting} interaction(s) wait in queue {name!r}: move them "
+                                "or let them be served first")  # fmt: skip
+                queues = {k: v for k, v in queues.items() if k != name}
+            problems = [p for p in self.problems(agents, queues) if p not in known]
+            if problems:
+                raise InUse(
+                    f"{kind} {name!r} is still needed: "
+                    + "; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems)
+                )
+            return
+        if kind == "agent":
+            assert isinstance(value, AgentConfig)
+            # the changed entry last, so a clash (a shared endpoint) is reported on it
+            agents = {**{k: v for k, v in agents.items() if k != name}, name: value}
+        else:
+            assert isinstance(value, QueueConfig)
+            old = queues.get(name)
+            if old is not None and old.channel != value.channel:
+                waiting = await self.store.waiting(name)
+                if waiting:
+                    raise InUse(
+                        f"{waiting} interaction(s) of the {old.channel.value} channel wait in "
+                        f"queue {name!r}: its channel cannot change now"
+                    )
+            queues = {**{k: v for k, v in queues.items() if k != name}, name: value}
+        problems = [p for p in self.problems(agents, queues) if p not in known]
+        if problems:
+            own = (section, name)
+            relative = [
+                (loc[2:] if tuple(loc[:2]) == own else loc, msg) for loc, msg in problems
+            ]
+            raise DirectoryInvalid(
+                f"the {kind} does not fit the configuration: "
+                + "; ".join(f"{'.'.join(map(str, loc)) or kind}: {msg}" for loc, msg in relative),
+                relative,
+            )
+
+    async def _check_no_user(self, agent_id: str) -> None:
+        from router.users import list_users
+
+        for user in await list_users(self.store.redis, self.keys):
+            if user.agent_id == agent_id:
+                raise InUse(
+                    f"user {user.username!r} works as agent {agent_id!r}: remove the user or "
+                    "link it to another agent first"
+                )
+
+    async def set_agent(self, agent_id: str, agent: AgentConfig, *, by: str = "") -> int:
+        """Add or replace an agent; returns the new directory version."""
+        check_agent_id(agent_id)
+        return await self._write("agent", "set", agent_id, agent, by)
+
+    async def remove_agent(self, agent_id: str, *, by: str = "") -> int:
+        return await self._write("agent", "remove", agent_id, None, by)
+
+    async def set_queue(self, name: str, queue: QueueConfig, *, by: str = "") -> int:
+        check_queue_name(name)
+        return await self._write("queue", "set", name, queue, by)
+
+    async def remove_queue(self, name: str, *, by: str = "") -> int:
+        return await self._write("queue", "remove", name, None, by)
+
+
+class DirectoryWatcher:
+    """The supervised loop that applies other processes' changes (see the module text)."""
+
+    def __init__(self, directory: Directory, poll_s: float = POLL_S) -> None:
+        self.directory = directory
+        self.poll_s = poll_s
+
+    async def run(self, stop: asyncio.Event) -> None:
+        logger.info("directory: watching for agent and queue changes (version %d)",
+                    self.directory.version)  # fmt: skip
+        failing = False
+        while not stop.is_set():
+            try:
+                await self.directory.refresh()
+                failing = False
+            except (RedisError, OSError, store_errors.StoreError) as exc:
+                if not failing:
+                    logger.warning("directory: cannot read the changes (%s); retrying", exc)
+                failing = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.poll_s)
+
+
+# The Directory of a running service (the composition root registers it); API handlers in
+# processes built without the composition root (tests, tools) get one made on first use.
+_BY_SERVICE: weakref.WeakKeyDictionary[Any, Directory] = weakref.WeakKeyDictionary()
+
+
+def attach(service: RoutingService, directory: Directory) -> None:
+    _BY_SERVICE[service] = directory
+
+
+def directory_of(service: RoutingService) -> Directory:
+    found = _BY_SERVICE.get(service)
+    if found is None:
+        store = service.store
+        found = Directory(store.redis, store.keys, service.cfg, scripts=store.scripts,
+                          events_maxlen=store.events_maxlen, service=service)  # fmt: skip
+        _BY_SERVICE[service] = found
+    return found

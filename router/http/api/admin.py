@@ -1,0 +1,124 @@
+"""Agents and queues managed at run time (/api/v1/admin/agents, /api/v1/admin/queues).
+
+Supervisors and admins read; only admins change. Every change goes through
+`router.directory.Directory`, which validates it against the whole configuration (422
+`validation_error` with `details`, each `loc` relative to the agent or queue when it is about
+it), writes it and applies it in this process before the answer; other processes apply it
+within a second.
+"""
+
+from __future__ import annotations
+
+from router.config import AgentConfig
+from router.directory import Directory, DirectoryInvalid, directory_of, parse_queue
+from router.errors import NotFound
+from router.http.api.schemas_admin import (
+    AdminAgent,
+    AdminAgentList,
+    AdminQueue,
+    AdminQueueList,
+    QueueBody,
+    Removed,
+)
+from router.http.api.supervision import waiting
+from router.http.api.table import Call
+from router.http.api.validation import ApiError
+
+
+async def _directory(call: Call) -> Directory:
+    directory = directory_of(call.service)
+    await directory.refresh()  # one GET: answers show what every process is about to apply
+    return directory
+
+
+def _invalid(exc: DirectoryInvalid) -> ApiError:
+    return ApiError(422, exc.code, exc.message, details=exc.details())
+
+
+async def _agent_views(call: Call, directory: Directory, ids: list[str]) -> list[AdminAgent]:
+    store = call.service.store
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for agent_id in ids:
+            pipe.hget(store.keys.agent(agent_id), "state")
+        states = await pipe.execute()
+    agents = directory.cfg.agents
+    return [
+        AdminAgent(id=agent_id, origin=directory.origin("agent", agent_id),
+                   state=state or "offline", config=agents[agent_id])
+        for agent_id, state in zip(ids, states, strict=True)
+    ]  # fmt: skip
+
+
+async def admin_list_agents(call: Call) -> AdminAgentList:
+    directory = await _directory(call)
+    views = await _agent_views(call, directory, list(directory.cfg.agents))
+    return AdminAgentList(version=directory.version, agents=views)
+
+
+async def admin_get_agent(call: Call) -> AdminAgent:
+    directory = await _directory(call)
+    agent_id = call.param("agent_id")
+    if agent_id not in directory.cfg.agents:
+        raise NotFound(f"unknown agent {agent_id!r}", code="unknown_agent")
+    return (await _agent_views(call, directory, [agent_id]))[0]
+
+
+async def admin_put_agent(call: Call) -> AdminAgent:
+    directory = await _directory(call)
+    agent_id = call.param("agent_id")
+    body: AgentConfig = call.body
+    try:
+        await directory.set_agent(agent_id, body, by=call.user.username)
+    except DirectoryInvalid as exc:
+        raise _invalid(exc) from None
+    return (await _agent_views(call, directory, [agent_id]))[0]
+
+
+async def admin_delete_agent(call: Call) -> Removed:
+    directory = await _directory(call)
+    agent_id = call.param("agent_id")
+    version = await directory.remove_agent(agent_id, by=call.user.username)
+    return Removed(removed=agent_id, version=version)
+
+
+async def _queue_views(call: Call, directory: Directory, names: list[str]) -> list[AdminQueue]:
+    counts = await waiting(call.service, names)
+    queues = directory.cfg.queues
+    return [
+        AdminQueue(name=name, origin=directory.origin("queue", name), waiting=counts[name][0],
+                   config=queues[name])
+        for name in names
+    ]  # fmt: skip
+
+
+async def admin_list_queues(call: Call) -> AdminQueueList:
+    directory = await _directory(call)
+    views = await _queue_views(call, directory, list(directory.cfg.queues))
+    return AdminQueueList(version=directory.version, queues=views)
+
+
+async def admin_get_queue(call: Call) -> AdminQueue:
+    directory = await _directory(call)
+    name = call.param("name")
+    if name not in directory.cfg.queues:
+        raise NotFound(f"unknown queue {name!r}", code="unknown_queue")
+    return (await _queue_views(call, directory, [name]))[0]
+
+
+async def admin_put_queue(call: Call) -> AdminQueue:
+    directory = await _directory(call)
+    name = call.param("name")
+    body: QueueBody = call.body
+    try:
+        queue = parse_queue(body.model_dump(mode="json", exclude_unset=True))
+        await directory.set_queue(name, queue, by=call.user.username)
+    except DirectoryInvalid as exc:
+        raise _invalid(exc) from None
+    return (await _queue_views(call, directory, [name]))[0]
+
+
+async def admin_delete_queue(call: Call) -> Removed:
+    directory = await _directory(call)
+    name = call.param("name")
+    version = await directory.remove_queue(name, by=call.user.username)
+    return Removed(removed=name, version=version)

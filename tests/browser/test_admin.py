@@ -1,0 +1,118 @@
+"""The admin page in a real browser against a real `cityline serve` (in-process).
+
+An admin logs in, edits an agent's skill level and chat capacity in the page, sees a refused
+change explained next to its field, and the saved change is what the API (and routing) use at
+once. An agent gets 403 on /admin. Screenshots go to the artifacts directory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from queues.keys import Keys
+from router import users as accounts
+from router.config import CitylineConfig, load_config
+from router.main import Cityline
+from tests.api_helpers import PASSWORD, cheap_hasher
+from tests.routing_fixtures import CONFIG
+
+pytestmark = pytest.mark.browser
+
+LIVE_S = 10_000
+USERS = (("root", "admin", None), ("anna", "agent", "a1"))
+
+
+@pytest.fixture
+async def city(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[Cityline, str]]:
+    cfg: CitylineConfig = load_config(CONFIG, env={})
+    cfg = cfg.model_copy(
+        update={"http": cfg.http.model_copy(update={"port": 0}), "data_dir": tmp_path}
+    )
+    keys = Keys(cfg.redis.prefix)
+    for name, role, agent in USERS:
+        await accounts.add_user(
+            redis, keys, name, role, agent_id=agent, password=PASSWORD, hasher=cheap_hasher()
+        )
+    async with Cityline(cfg, redis_url=redis_url, channels=False) as running:
+        assert running.http_url
+        yield running, running.http_url
+
+
+async def login(browser: Any, base: str, username: str) -> Any:
+    context = await browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = await context.new_page()
+    await page.goto(f"{base}/admin")
+    await page.wait_for_url(re.compile(r"/login"))
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    await page.click("#login-submit")
+    return page
+
+
+async def test_admin_edits_an_agent(
+    city: tuple[Cityline, str], browser: Any, redis: aioredis.Redis, artifacts: Path
+) -> None:
+    from playwright.async_api import expect
+
+    running, base = city
+    page = await login(browser, base, "root")
+    await page.wait_for_url(f"{base}/admin")
+    row = page.locator('#agents-table tr[data-id="a1"]')
+    await expect(row.locator("td.skills")).to_have_text("general 5, taxes 3", timeout=LIVE_S)
+    await expect(page.locator('#users-table tr[data-username="anna"]')).to_be_visible()
+    await row.locator("button.edit").click()
+    form = page.locator("#agent-form")
+    await expect(form).to_be_visible()
+    await expect(form.locator('input[name="id"]')).to_have_value("a1")
+
+    # a refused change: the error sits next to the skills
+    general = form.locator('.skill-row[data-skill="general"] .skill-level')
+    await general.fill("12")
+    await form.locator("button.save").click()
+    await expect(form.locator('.field-error[data-for="skills"]')).to_contain_text(
+        "general", timeout=LIVE_S
+    )
+    await expect(page.locator("#notice")).to_contain_text("not saved")
+    await page.screenshot(path=str(artifacts / "admin-refused.png"), full_page=True)
+
+    # the real change: level 7 and two chats at once
+    await general.fill("7")
+    await form.locator('input[name="cap-chat"]').fill("2")
+    await form.locator("button.save").click()
+    await expect(page.locator("#notice")).to_contain_text("Agent a1 saved", timeout=LIVE_S)
+    await expect(form).to_be_hidden()
+    await expect(row.locator("td.skills")).to_have_text("general 7, taxes 3")
+    await expect(row.locator("td.origin")).to_have_text("changed")
+    await page.screenshot(path=str(artifacts / "admin.png"), full_page=True)
+
+    # the API (and the routing service behind it) has it now
+    token = (await accounts.create_token(redis, Keys(), "root", label="browser test")).token
+    async with aiohttp.ClientSession(base) as http:
+        resp = await http.get("/api/v1/admin/agents/a1",
+                              headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert resp.status == 200
+        a1 = await resp.json()
+    assert a1["config"]["skills"] == {"general": 7, "taxes": 3}
+    assert a1["config"]["capacity"]["chat"] == 2
+    assert running.config.agents["a1"].skills["general"] == 7
+    stored = await redis.hgetall("cl:agent:a1")
+    assert stored["cap:chat"] == "2"
+
+
+async def test_an_agent_gets_403(city: tuple[Cityline, str], browser: Any,
+                                 artifacts: Path) -> None:  # fmt: skip
+    _, base = city
+    page = await login(browser, base, "anna")
+    await page.wait_for_url(re.compile(r"/(agent|admin)"))
+    response = await page.goto(f"{base}/admin")
+    assert response is not None and response.status == 403
+    await page.screenshot(path=str(artifacts / "admin-agent-403.png"))
