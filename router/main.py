@@ -416,11 +416,15 @@ class Cityline:
 
             adapters.append(WebformAdapter(self.service, self.config,
                                            self.config.channels.webform, self.config.data_dir))
-        if self.config.channels.telegram.enabled:
+        telegram = self.config.channels.telegram
+        if telegram.enabled and not os.environ.get(telegram.token_env):
+            # the packaged city enables it: it starts once the city has a bot
+            logger.warning("telegram: %s is not set: the Telegram channel starts once a bot "
+                           "token is configured", telegram.token_env)
+        elif telegram.enabled:
             from channels.telegram.adapter import TelegramAdapter
 
-            adapters.append(TelegramAdapter(self.service, self.config,
-                                            self.config.channels.telegram))
+            adapters.append(TelegramAdapter(self.service, self.config, telegram))
         if self.config.channels.sms.enabled:
             from channels.sms.adapter import SmsAdapter
 

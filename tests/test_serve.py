@@ -47,6 +47,7 @@ def _env() -> dict[str, str]:
     # the default config runs the e-mail channel on 2525: any free port here, so a test run
     # never collides with a cityline running on this machine
     env["CITYLINE_CHANNELS__EMAIL__PORT"] = "0"
+    env.pop("CITYLINE_TELEGRAM_TOKEN", None)  # the packaged city's bot starts only with one
     return env
 
 
@@ -215,6 +216,8 @@ def test_the_default_city_runs_email_sms_chat_and_the_form(
         assert time.monotonic() < deadline, city.log
         time.sleep(0.05)
     assert secret not in city.log
+    assert "telegram: CITYLINE_TELEGRAM_TOKEN is not set: the Telegram channel starts once a bot " \
+        "token is configured" in city.log
 
 
 def test_ctrl_c_in_a_terminal_stops_in_order(tmp_path: Path, served: list[Served]) -> None:

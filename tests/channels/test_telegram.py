@@ -11,6 +11,7 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -404,3 +405,27 @@ async def test_the_guard_refuses_the_real_network(loopback_only: list[Any]) -> N
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     with sock, pytest.raises(AssertionError, match="network"):
         sock.connect(("149.154.167.220", 443))  # api.telegram.org
+
+
+async def test_the_packaged_city_starts_its_bot_once_a_token_is_set(
+        api: FakeTelegramApi, redis_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No config file: without CITYLINE_TELEGRAM_TOKEN the bot is off (a warning), with it the
+    bot starts (long polling against the Bot API)."""
+    from router.main import Cityline
+
+    def city() -> CitylineConfig:
+        cfg = load_config(None, env={})
+        cfg.data_dir, cfg.http.port = tmp_path, 0
+        cfg.channels.email.port = 0
+        cfg.channels.telegram.base_url = api.base_url
+        return cfg
+
+    monkeypatch.delenv("CITYLINE_TELEGRAM_TOKEN", raising=False)
+    async with Cityline(city(), redis_url=redis_url, embedded_redis=False) as running:
+        assert "telegram" not in running.supervisor.names
+    monkeypatch.setenv("CITYLINE_TELEGRAM_TOKEN", TOKEN)
+    async with Cityline(city(), redis_url=redis_url, embedded_redis=False) as running:
+        assert "telegram" in running.supervisor.names
+        await eventually(lambda: bool(api.called("getUpdates")))
+    assert api.called("getMe")
