@@ -102,16 +102,10 @@ def _add_agent_commands(commands: Any) -> None:
     set_.add_argument("--endpoint", help='voice endpoint, e.g. PJSIP/1001 ("" for none)')
     _add_admin_options(set_)
     set_.set_defaults(func=cmd_agent_set)
-    listing = actions.add_parser("list", help="the agents as configured now")
-    listing.add_argument("--format", choices=("text", "json"), default="text")
-    _add_admin_options(listing)
-    listing.set_defaults(func=cmd_agent_list)
-    remove = actions.add_parser(
-        "remove", help="remove an agent (refused while signed in or linked to a user)"
-    )
-    remove.add_argument("id", metavar="ID")
-    _add_admin_options(remove)
-    remove.set_defaults(func=cmd_agent_remove)
+    _add_list_and_remove(
+        actions, "the agents as configured now", cmd_agent_list,
+        "remove an agent (refused while signed in or linked to a user)", "ID", cmd_agent_remove,
+    )  # fmt: skip
 
 
 def _add_queue_commands(commands: Any) -> None:
@@ -145,16 +139,24 @@ def _add_queue_commands(commands: Any) -> None:
                       metavar="LANG=TEXT", help="display name in a language (repeat)")
     _add_admin_options(set_)
     set_.set_defaults(func=cmd_queue_set)
-    listing = actions.add_parser("list", help="the queues as configured now")
+    _add_list_and_remove(
+        actions, "the queues as configured now", cmd_queue_list,
+        "remove a queue (refused while in use)", "NAME", cmd_queue_remove,
+    )  # fmt: skip
+
+
+def _add_list_and_remove(
+    actions: Any, list_help: str, list_func: Any, remove_help: str, key: str, remove_func: Any
+) -> None:
+    """The `list` (text or JSON) and `remove KEY` actions of `agent` and `queue`."""
+    listing = actions.add_parser("list", help=list_help)
     listing.add_argument("--format", choices=("text", "json"), default="text")
     _add_admin_options(listing)
-    listing.set_defaults(func=cmd_queue_list)
-    remove = actions.add_parser(
-        "remove", help="remove a queue (refused while in use)"
-    )
-    remove.add_argument("name", metavar="NAME")
+    listing.set_defaults(func=list_func)
+    remove = actions.add_parser("remove", help=remove_help)
+    remove.add_argument(key.lower(), metavar=key)
     _add_admin_options(remove)
-    remove.set_defaults(func=cmd_queue_remove)
+    remove.set_defaults(func=remove_func)
 
 
 # --- shared -------------------------------------------------------------------------------------

@@ -1,5 +1,9 @@
 """The real aiohttp app with the /api/v1 routes, served on a free loopback port, for API tests.
 
+Also a pytest plugin (listed in `tests/conftest.py`): the `api` fixture (and its short alias `h`)
+is one `ApiHarness` on the test's Redis, configuration and routing service; a test module that
+needs another configuration defines its own `api` fixture, which takes precedence.
+
 `ApiHarness` owns one `TestServer` and hands out clients: each client has its own cookie jar,
 so two agents logged in with sessions are two clients. Users are created through the same
 functions the CLI uses. Passwords are hashed with cheap argon2 parameters: the production cost
@@ -13,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 from aiohttp import test_utils
 from argon2 import PasswordHasher
@@ -148,6 +153,20 @@ async def api_harness(
         for client in harness.clients:
             await client.close()
         await server.close()
+
+
+@pytest.fixture
+async def api(
+    redis: aioredis.Redis, cfg: CitylineConfig, service: RoutingService
+) -> AsyncIterator[ApiHarness]:
+    async with api_harness(redis, cfg, service) as harness:
+        yield harness
+
+
+@pytest.fixture
+def h(api: ApiHarness) -> ApiHarness:
+    """The same harness as `api`, under the short name the web and admin tests use."""
+    return api
 
 
 async def error_of(resp: Any) -> dict[str, Any]:

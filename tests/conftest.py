@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from queues.embedded import EmbeddedRedis
 
-pytest_plugins = ["tests.routing_fixtures"]
+pytest_plugins = ["tests.routing_fixtures", "tests.api_helpers"]
 
 
 @pytest.fixture(scope="session")

@@ -3,25 +3,15 @@ real aiohttp app on the real Redis."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 
 from router.config import CitylineConfig
 from router.dispatcher import Dispatcher
 from router.service import RoutingService
-from tests.api_helpers import API, PASSWORD, ApiHarness, Session, api_harness, error_of
+from tests.api_helpers import API, PASSWORD, ApiHarness, Session, error_of
 from tests.routing_fixtures import call, eventually, offered_to, ready
-
-
-@pytest.fixture
-async def h(
-    redis: aioredis.Redis, cfg: CitylineConfig, service: RoutingService
-) -> AsyncIterator[ApiHarness]:
-    async with api_harness(redis, cfg, service) as harness:
-        yield harness
 
 
 async def delete(s: Session, path: str, csrf: bool = True) -> Any:

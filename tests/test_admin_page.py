@@ -4,23 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 
-import pytest
-import redis.asyncio as aioredis
-
-from router.config import CitylineConfig
-from router.service import RoutingService
-from tests.api_helpers import ApiHarness, api_harness
+from tests.api_helpers import ApiHarness
 from tests.test_web_pages import form_login
-
-
-@pytest.fixture
-async def h(
-    redis: aioredis.Redis, cfg: CitylineConfig, service: RoutingService
-) -> AsyncIterator[ApiHarness]:
-    async with api_harness(redis, cfg, service) as harness:
-        yield harness
 
 
 def page_config(html: str) -> dict:

@@ -7,24 +7,11 @@ they were (compared before and after, not assumed).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 import redis.asyncio as aioredis
 
-from router.config import CitylineConfig
 from router.dispatcher import Dispatcher
-from router.service import RoutingService
-from tests.api_helpers import ApiHarness, Bearer, Session, api_harness, error_of
+from tests.api_helpers import ApiHarness, Bearer, Session, error_of
 from tests.routing_fixtures import events
-
-
-@pytest.fixture
-async def api(
-    redis: aioredis.Redis, cfg: CitylineConfig, service: RoutingService
-) -> AsyncIterator[ApiHarness]:
-    async with api_harness(redis, cfg, service) as harness:
-        yield harness
 
 
 async def _intake(api: ApiHarness) -> Bearer:

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +25,7 @@ from queues.embedded import EmbeddedRedis
 from queues.keys import Keys
 from router import cli
 from router.auth import Role
-from router.config import CitylineConfig
-from router.service import RoutingService
-from tests.api_helpers import API, ApiHarness, api_harness
+from tests.api_helpers import API, ApiHarness
 from tests.routing_fixtures import CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,14 +86,6 @@ def cli_run(redis_url: str, workdir: Path):
         return result
 
     return run
-
-
-@pytest.fixture
-async def api(
-    redis: aioredis.Redis, cfg: CitylineConfig, service: RoutingService
-) -> AsyncIterator[ApiHarness]:
-    async with api_harness(redis, cfg, service) as harness:
-        yield harness
 
 
 async def _login(api: ApiHarness, name: str, password: str) -> tuple[int, dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openapi_spec_validator
@@ -16,17 +15,9 @@ from router.http.api import ROUTES, ROUTES_KEY, setup_api
 from router.http.api.table import API_PREFIX
 from router.http.app import AppContext, create_app
 from router.service import RoutingService
-from tests.api_helpers import API, ApiHarness, api_harness, cheap_hasher
+from tests.api_helpers import API, ApiHarness, cheap_hasher
 
 METHODS = {"get", "put", "post", "delete", "patch"}
-
-
-@pytest.fixture
-async def api(
-    redis: aioredis.Redis, cfg: CitylineConfig, service: RoutingService
-) -> AsyncIterator[ApiHarness]:
-    async with api_harness(redis, cfg, service) as harness:
-        yield harness
 
 
 @pytest.fixture

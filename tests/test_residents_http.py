@@ -3,26 +3,12 @@ consent, on the real app, Redis and dispatcher."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-import redis.asyncio as aioredis
-
-from router.config import CitylineConfig
 from router.dispatcher import Dispatcher
-from router.service import RoutingService
-from tests.api_helpers import API, ApiHarness, Bearer, Session, api_harness, error_of
+from tests.api_helpers import API, ApiHarness, Bearer, Session, error_of
 
 PHONE = "+48600100200"
-
-
-@pytest.fixture
-async def api(
-    redis: aioredis.Redis, cfg: CitylineConfig, service: RoutingService
-) -> AsyncIterator[ApiHarness]:
-    async with api_harness(redis, cfg, service) as harness:
-        yield harness
 
 
 async def _create(intake: Bearer, **body: Any) -> str:

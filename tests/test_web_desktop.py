@@ -9,30 +9,19 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 
 from queues.keys import Keys
 from router.config import CitylineConfig
 from router.dispatcher import Dispatcher
-from router.service import RoutingService
 from router.web.desktop_data import DEFAULT_DISPOSITIONS, DesktopHub, read_view, shown_state
-from tests.api_helpers import ApiHarness, Bearer, Session, api_harness
+from tests.api_helpers import ApiHarness, Bearer, Session
 from tests.routing_fixtures import events
 from tests.test_web_pages import form_login
 
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
-
-
-@pytest.fixture
-async def h(
-    redis: aioredis.Redis, cfg: CitylineConfig, service: RoutingService
-) -> AsyncIterator[ApiHarness]:
-    async with api_harness(redis, cfg, service) as harness:
-        yield harness
 
 
 async def intake(h: ApiHarness) -> Bearer:
@@ -79,7 +68,7 @@ async def test_agent_logs_in_and_lands_on_the_desktop(h: ApiHarness) -> None:
     assert re.search(r'<meta name="csrf-token" content="[^"]+">', html)
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert page.headers["Cache-Control"] == "no-store"
-    assert "/static/web/desktop.js?v=" in html
+    assert html.index("/static/web/common.js?v=") < html.index("/static/web/desktop.js?v=")
     config = page_json(html, "desktop-config")
     assert config["agent"] == "a1" and config["api"] == "/api/v1"
     # reasons from the configuration, without the one only the router gives (missed offers)
@@ -95,7 +84,7 @@ async def test_agent_logs_in_and_lands_on_the_desktop(h: ApiHarness) -> None:
     home = await client.get("/", allow_redirects=False)
     assert home.status == 303 and home.headers["Location"] == "/agent"
     static = await client.get("/static/web/desktop.js")
-    assert static.status == 200 and "EventSource" in await static.text()
+    assert static.status == 200 and '"/agent/stream"' in await static.text()
 
 
 async def test_supervisors_and_strangers_are_refused(h: ApiHarness) -> None:

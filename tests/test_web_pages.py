@@ -7,27 +7,15 @@ cookie jar, so a supervisor and an agent are two browsers.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
 from aiohttp import test_utils
 
-from router.config import CitylineConfig
-from router.service import RoutingService
 from router.web.pages import LOGIN_CSRF_COOKIE
 from router.web.session import safe_next
-from tests.api_helpers import PASSWORD, ApiHarness, api_harness
+from tests.api_helpers import PASSWORD, ApiHarness
 
 WALL_DATA = ("/wall/stream", "/wall/data.json", "/wall/chart/volume.svg", "/wall/report.csv")
-
-
-@pytest.fixture
-async def h(
-    redis: aioredis.Redis, cfg: CitylineConfig, service: RoutingService
-) -> AsyncIterator[ApiHarness]:
-    async with api_harness(redis, cfg, service) as harness:
-        yield harness
 
 
 async def form_login(
@@ -154,6 +142,8 @@ async def test_logout_needs_the_session_token(h: ApiHarness) -> None:
 async def test_static_files_are_served(h: ApiHarness) -> None:
     client = await h.client()
     resp = await client.get("/static/web/wall.js")
+    assert resp.status == 200 and '"/wall/stream"' in await resp.text()
+    resp = await client.get("/static/web/common.js")
     assert resp.status == 200 and "EventSource" in await resp.text()
     assert (await client.get("/static/web/app.css")).status == 200
 

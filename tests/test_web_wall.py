@@ -10,7 +10,6 @@ import io
 import json
 import re
 import sys
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -32,18 +31,10 @@ from router.stats import (
     StatsAggregator,
 )
 from router.web.wall_data import build_payload, read_waiting
-from tests.api_helpers import ApiHarness, Session, api_harness
+from tests.api_helpers import ApiHarness, Session
 from tests.routing_fixtures import CONFIG, call, events, ready
 
 ROOT = CONFIG.parent.parent
-
-
-@pytest.fixture
-async def h(
-    redis: aioredis.Redis, cfg: CitylineConfig, service: RoutingService
-) -> AsyncIterator[ApiHarness]:
-    async with api_harness(redis, cfg, service) as harness:
-        yield harness
 
 
 async def supervisor(h: ApiHarness) -> Session:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from typing import Any
 
 from aiohttp import web
@@ -40,16 +39,14 @@ from router.web.desktop_data import (
     read_view,
 )
 from router.web.render import render
-from router.web.session import forbidden_page, guard, principal_of
+from router.web.session import forbidden_page, guard
+from router.web.sse import serve_events
 from router.web.wall_data import label
-
-logger = logging.getLogger(__name__)
 
 HUB_KEY = web.AppKey("cityline_web_desktop_hub", DesktopHub)
 STOP_KEY = web.AppKey("cityline_web_desktop_stop", asyncio.Event)
 
 AGENTS = frozenset({Role.agent})
-KEEPALIVE_S = 15.0
 HISTORY_PATH = "/interactions/{ix_id}/history"
 
 
@@ -149,44 +146,27 @@ async def desktop_stream(request: web.Request, principal: Principal) -> web.Stre
     hub, stop = request.app[HUB_KEY], request.app[STOP_KEY]
     if stop.is_set():
         return json_error(503, "unavailable", "the server is stopping")
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no",  # a reverse proxy must pass each event on at once
-        }
-    )
-    await response.prepare(request)
-    loop = asyncio.get_running_loop()
     sub = hub.subscribe(agent_id)
-    last_text, last_write = "", loop.time()
-    logger.debug("desktop stream opened user=%s agent=%s", principal.username, agent_id)
+
+    async def read() -> tuple[str, str]:
+        view = await _view(request, agent_id)
+        sub.holds = {ix["id"] for ix in (*view["offers"], *view["work"])}
+        # the clock alone changing is no news: countdowns run in the browser
+        key = json.dumps({**view, "now_ms": 0}, separators=(",", ":"), ensure_ascii=False)
+        return key, json.dumps(view, separators=(",", ":"), ensure_ascii=False)
+
+    async def wait() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sub.wake.wait(), REFRESH_S)
+        sub.wake.clear()  # an event arriving while the view is read wakes the next round
+
     try:
-        await response.write(b"retry: 2000\n\n")
-        while not stop.is_set():
-            sub.wake.clear()  # an event arriving while the view is read wakes the next round
-            if not _same_agent(await principal_of(request), agent_id):
-                await response.write(b'event: ended\ndata: {"reason": "session"}\n\n')
-                break
-            view = await _view(request, agent_id)
-            sub.holds = {ix["id"] for ix in (*view["offers"], *view["work"])}
-            # the clock alone changing is no news: countdowns run in the browser
-            text = json.dumps({**view, "now_ms": 0}, separators=(",", ":"), ensure_ascii=False)
-            if text != last_text:
-                data = json.dumps(view, separators=(",", ":"), ensure_ascii=False)
-                await response.write(f"event: view\ndata: {data}\n\n".encode())
-                last_text, last_write = text, loop.time()
-            elif loop.time() - last_write >= KEEPALIVE_S:
-                await response.write(b": keep-alive\n\n")
-                last_write = loop.time()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sub.wake.wait(), REFRESH_S)
-    except (ConnectionResetError, ConnectionError):
-        pass  # the desktop was closed
+        return await serve_events(
+            request, principal, what=f"desktop (agent {agent_id})", event="view", stop=stop,
+            allowed=lambda now: _same_agent(now, agent_id), read=read, wait=wait,
+        )  # fmt: skip
     finally:
         hub.unsubscribe(sub)
-        logger.debug("desktop stream closed user=%s", principal.username)
-    return response
 
 
 # --- registration ------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from datetime import date
 from typing import Any
 
@@ -47,16 +46,14 @@ from router.web.report import (
     table_rows,
     totals_rows,
 )
-from router.web.session import STAFF, guard, principal_of
+from router.web.session import STAFF, guard
+from router.web.sse import serve_events
 from router.web.wall_data import WallFeed, label
-
-logger = logging.getLogger(__name__)
 
 FEED_KEY = web.AppKey("cityline_web_wall_feed", WallFeed)
 STOP_KEY = web.AppKey("cityline_web_wall_stop", asyncio.Event)
 
 PUSH_S = 1.0
-KEEPALIVE_S = 15.0
 # the API route a "raise priority" button would call, when the API offers one (see README)
 PRIORITY_PATH = "/interactions/{ix_id}/priority"
 CHART_KINDS = ("volume", "service_level", "waits")
@@ -158,37 +155,19 @@ def _still_allowed(principal: Principal | None) -> bool:
 @guard(STAFF, "data")
 async def wall_stream(request: web.Request, principal: Principal) -> web.StreamResponse:
     feed, stop = request.app[FEED_KEY], request.app[STOP_KEY]
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no",  # a reverse proxy must pass each event on at once
-        }
-    )
-    await response.prepare(request)
-    loop = asyncio.get_running_loop()
-    last_text, last_write = "", loop.time()
-    logger.debug("wall stream opened user=%s", principal.username)
-    try:
-        await response.write(b"retry: 2000\n\n")
-        while not stop.is_set():
-            if not _still_allowed(await principal_of(request)):
-                await response.write(b'event: ended\ndata: {"reason": "session"}\n\n')
-                break
-            text = json.dumps(await feed.get(), separators=(",", ":"), ensure_ascii=False)
-            if text != last_text:
-                await response.write(f"event: snapshot\ndata: {text}\n\n".encode())
-                last_text, last_write = text, loop.time()
-            elif loop.time() - last_write >= KEEPALIVE_S:
-                await response.write(b": keep-alive\n\n")
-                last_write = loop.time()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), PUSH_S)
-    except (ConnectionResetError, ConnectionError):
-        pass  # the wall was closed
-    finally:
-        logger.debug("wall stream closed user=%s", principal.username)
-    return response
+
+    async def read() -> tuple[str, str]:
+        text = json.dumps(await feed.get(), separators=(",", ":"), ensure_ascii=False)
+        return text, text
+
+    async def wait() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PUSH_S)
+
+    return await serve_events(
+        request, principal, what="wall", event="snapshot", stop=stop, allowed=_still_allowed,
+        read=read, wait=wait,
+    )  # fmt: skip
 
 
 # --- charts and the report ----------------------------------------------------------------------

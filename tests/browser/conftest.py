@@ -13,11 +13,22 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
+
+from queues.keys import Keys
+from router import users as accounts
+from router.config import CitylineConfig, load_config
+from router.main import Cityline
+from router.models import IntakeRequest
+from router.service import RoutingService
+from tests.api_helpers import PASSWORD, cheap_hasher
+from tests.routing_fixtures import CONFIG, eventually, offered_to
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("CITYLINE_CHROMIUM", "/usr/bin/chromium"))
@@ -59,3 +70,52 @@ async def browser() -> AsyncIterator[Any]:
             yield instance
         finally:
             await instance.close()
+
+
+@pytest.fixture
+async def city(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path, city_users: Sequence[tuple]
+) -> AsyncIterator[tuple[Cityline, str]]:
+    """A real `cityline serve` in-process (HTTP on a free port, no channels) and its base URL,
+    with the users a test module lists in its `city_users` fixture: (name, role, agent id)."""
+    cfg: CitylineConfig = load_config(CONFIG, env={})
+    cfg = cfg.model_copy(
+        update={"http": cfg.http.model_copy(update={"port": 0}), "data_dir": tmp_path}
+    )
+    keys = Keys(cfg.redis.prefix)
+    for name, role, agent in city_users:
+        await accounts.add_user(
+            redis, keys, name, role, agent_id=agent, password=PASSWORD, hasher=cheap_hasher()
+        )
+    async with Cityline(cfg, redis_url=redis_url, channels=False) as running:
+        assert running.http_url
+        yield running, running.http_url
+
+
+async def log_in(page: Any, base: str, username: str, start: str) -> None:
+    """Log in through the form, starting from `start` (a protected page redirects to it)."""
+    await page.goto(f"{base}{start}")
+    await page.wait_for_url(re.compile(r"/login"))
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    await page.click("#login-submit")
+
+
+async def logged_in_page(
+    browser: Any, base: str, username: str, start: str, viewport: dict[str, int]
+) -> Any:
+    """A new browser (context) logged in through the form; it lands on its home page."""
+    context = await browser.new_context(viewport=viewport)
+    page = await context.new_page()
+    await log_in(page, base, username, start)
+    return page
+
+
+async def accepted(service: RoutingService, agent_id: str, channel: str, queue: str) -> str:
+    """An interaction created through the service, offered to `agent_id` (signed in ready)
+    and accepted by it."""
+    ix = (await service.create_interaction(IntakeRequest(channel=channel, queue=queue))).id
+    await service.agent_login(agent_id, ready=True)
+    await eventually(lambda: offered_to(service, agent_id))
+    await service.accept(agent_id, ix)
+    return ix

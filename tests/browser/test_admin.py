@@ -8,7 +8,6 @@ once. An agent gets 403 on /admin. Screenshots go to the artifacts directory.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,8 @@ import redis.asyncio as aioredis
 
 from queues.keys import Keys
 from router import users as accounts
-from router.config import CitylineConfig, load_config
 from router.main import Cityline
-from tests.api_helpers import PASSWORD, cheap_hasher
-from tests.routing_fixtures import CONFIG
+from tests.browser.conftest import logged_in_page
 
 pytestmark = pytest.mark.browser
 
@@ -30,32 +27,12 @@ USERS = (("root", "admin", None), ("anna", "agent", "a1"))
 
 
 @pytest.fixture
-async def city(
-    redis: aioredis.Redis, redis_url: str, tmp_path: Path
-) -> AsyncIterator[tuple[Cityline, str]]:
-    cfg: CitylineConfig = load_config(CONFIG, env={})
-    cfg = cfg.model_copy(
-        update={"http": cfg.http.model_copy(update={"port": 0}), "data_dir": tmp_path}
-    )
-    keys = Keys(cfg.redis.prefix)
-    for name, role, agent in USERS:
-        await accounts.add_user(
-            redis, keys, name, role, agent_id=agent, password=PASSWORD, hasher=cheap_hasher()
-        )
-    async with Cityline(cfg, redis_url=redis_url, channels=False) as running:
-        assert running.http_url
-        yield running, running.http_url
+def city_users() -> tuple[tuple[str, str, str | None], ...]:
+    return USERS
 
 
 async def login(browser: Any, base: str, username: str) -> Any:
-    context = await browser.new_context(viewport={"width": 1500, "height": 1100})
-    page = await context.new_page()
-    await page.goto(f"{base}/admin")
-    await page.wait_for_url(re.compile(r"/login"))
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-submit")
-    return page
+    return await logged_in_page(browser, base, username, "/admin", {"width": 1500, "height": 1100})
 
 
 async def test_admin_edits_an_agent(

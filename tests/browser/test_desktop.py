@@ -23,10 +23,8 @@ import redis.asyncio as aioredis
 
 from queues.keys import Keys
 from router import users as accounts
-from router.config import CitylineConfig, load_config
 from router.main import Cityline
-from tests.api_helpers import PASSWORD, cheap_hasher
-from tests.routing_fixtures import CONFIG, eventually, offered_to
+from tests.browser.conftest import accepted, logged_in_page
 
 pytestmark = pytest.mark.browser
 
@@ -42,21 +40,8 @@ USERS = (
 
 
 @pytest.fixture
-async def city(
-    redis: aioredis.Redis, redis_url: str, tmp_path: Path
-) -> AsyncIterator[tuple[Cityline, str]]:
-    cfg: CitylineConfig = load_config(CONFIG, env={})
-    cfg = cfg.model_copy(
-        update={"http": cfg.http.model_copy(update={"port": 0}), "data_dir": tmp_path}
-    )
-    keys = Keys(cfg.redis.prefix)
-    for name, role, agent in USERS:
-        await accounts.add_user(
-            redis, keys, name, role, agent_id=agent, password=PASSWORD, hasher=cheap_hasher()
-        )
-    async with Cityline(cfg, redis_url=redis_url, channels=False) as running:
-        assert running.http_url
-        yield running, running.http_url
+def city_users() -> tuple[tuple[str, str, str | None], ...]:
+    return USERS
 
 
 class Portal:
@@ -83,13 +68,17 @@ async def portal(city: tuple[Cityline, str], redis: aioredis.Redis) -> AsyncIter
 
 async def login(browser: Any, base: str, username: str) -> Any:
     """A new browser (context) logged in through the form; it lands on its home page."""
-    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = await context.new_page()
-    await page.goto(f"{base}/agent")
-    await page.wait_for_url(re.compile(r"/login"))
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-submit")
+    return await logged_in_page(browser, base, username, "/agent", {"width": 1400, "height": 1000})
+
+
+async def ready_desktop(browser: Any, base: str, username: str) -> Any:
+    """An agent logged in on the desktop and gone ready there."""
+    from playwright.async_api import expect
+
+    page = await login(browser, base, username)
+    await page.wait_for_url(f"{base}/agent")
+    await page.click("#go-ready")
+    await expect(page.locator("#state-badge")).to_have_text("ready", timeout=LIVE_S)
     return page
 
 
@@ -205,10 +194,7 @@ async def test_a_call_transferred_to_an_expert_then_hung_up(
     from playwright.async_api import expect
 
     _, base = city
-    anna = await login(browser, base, "anna")
-    await anna.wait_for_url(f"{base}/agent")
-    await anna.click("#go-ready")
-    await expect(anna.locator("#state-badge")).to_have_text("ready", timeout=LIVE_S)
+    anna = await ready_desktop(browser, base, "anna")
     call = await portal.post("/interactions", {
         "channel": "voice", "queue": "voice", "resident": "+48600100999",
         "resident_name": "Ewa Nowak", "meta": {"ivr_path": "main>roads>pl"},
@@ -265,12 +251,7 @@ async def test_another_agent_gets_403(
     running, base = city
     service = running.service
     assert service is not None
-    from router.models import IntakeRequest
-
-    ix = (await service.create_interaction(IntakeRequest(channel="chat", queue="chat"))).id
-    await service.agent_login("a1", ready=True)
-    await eventually(lambda: offered_to(service, "a1"))
-    await service.accept("a1", ix)
+    ix = await accepted(service, "a1", "chat", "chat")
 
     page = await login(browser, base, "bartek")
     await page.wait_for_url(f"{base}/agent")
@@ -302,10 +283,7 @@ async def test_several_chats_at_once(
     from playwright.async_api import expect
 
     _, base = city
-    page = await login(browser, base, "anna")
-    await page.wait_for_url(f"{base}/agent")
-    await page.click("#go-ready")
-    await expect(page.locator("#state-badge")).to_have_text("ready", timeout=LIVE_S)
+    page = await ready_desktop(browser, base, "anna")
     ids = []
     for n in (1, 2):
         created = await portal.post("/interactions", {

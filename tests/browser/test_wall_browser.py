@@ -9,7 +9,6 @@ change without a reload. The supervisor pauses an agent from the wall. An agent'
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,46 +18,21 @@ import redis.asyncio as aioredis
 
 from queues.keys import Keys
 from router import users as accounts
-from router.config import CitylineConfig, load_config
 from router.main import Cityline
 from router.models import IntakeRequest
-from tests.api_helpers import PASSWORD, cheap_hasher
-from tests.routing_fixtures import CONFIG, eventually, offered_to
+from tests.api_helpers import PASSWORD
+from tests.browser.conftest import accepted, log_in, logged_in_page
 
 pytestmark = pytest.mark.browser
 
 LIVE_S = 10_000  # ms: how long a live change may take to show (the wall pushes every second)
+USERS = (("maria", "supervisor", None), ("anna", "agent", "a1"), ("portal", "intake", None))
+WALL_VIEW = {"width": 1400, "height": 1100}
 
 
 @pytest.fixture
-async def city(
-    redis: aioredis.Redis, redis_url: str, tmp_path: Path
-) -> AsyncIterator[tuple[Cityline, str]]:
-    cfg: CitylineConfig = load_config(CONFIG, env={})
-    cfg = cfg.model_copy(
-        update={"http": cfg.http.model_copy(update={"port": 0}), "data_dir": tmp_path}
-    )
-    keys = Keys(cfg.redis.prefix)
-    for name, role, agent in (
-        ("maria", "supervisor", None),
-        ("anna", "agent", "a1"),
-        ("portal", "intake", None),
-    ):
-        await accounts.add_user(
-            redis, keys, name, role, agent_id=agent, password=PASSWORD, hasher=cheap_hasher()
-        )
-    async with Cityline(cfg, redis_url=redis_url, channels=False) as running:
-        assert running.http_url
-        yield running, running.http_url
-
-
-async def login(page: Any, base: str, username: str, start: str = "/wall") -> None:
-    """Log in through the form, starting from `start` (a protected page redirects to it)."""
-    await page.goto(f"{base}{start}")
-    await page.wait_for_url(re.compile(r"/login"))
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-submit")
+def city_users() -> tuple[tuple[str, str, str | None], ...]:
+    return USERS
 
 
 async def test_supervisor_sees_the_wall_change_live(
@@ -67,9 +41,7 @@ async def test_supervisor_sees_the_wall_change_live(
     from playwright.async_api import expect
 
     _, base = city
-    context = await browser.new_context(viewport={"width": 1400, "height": 1100})
-    page = await context.new_page()
-    await login(page, base, "maria")
+    page = await logged_in_page(browser, base, "maria", "/wall", WALL_VIEW)
     await page.wait_for_url(f"{base}/wall")
     voice = page.locator('.tile[data-queue="voice"]')
     await expect(voice.locator('[data-f="waiting"]')).to_have_text("0")
@@ -129,7 +101,7 @@ async def test_supervisor_sees_the_wall_change_live(
     assert any(f.get("ev") == "ADDMEMBER" and f.get("agent") == "a2" for _, f in stream)
 
     await page.screenshot(path=str(artifacts / "wall.png"), full_page=True)
-    await context.close()
+    await page.context.close()
 
 
 async def test_agent_cannot_open_the_wall(
@@ -138,7 +110,7 @@ async def test_agent_cannot_open_the_wall(
     _, base = city
     context = await browser.new_context()
     page = await context.new_page()
-    await login(page, base, "anna", start="/login")
+    await log_in(page, base, "anna", "/login")
     await page.wait_for_url(f"{base}/agent")  # agents land on their desktop
     response = await page.goto(f"{base}/wall")
     assert response is not None and response.status == 403
@@ -158,17 +130,12 @@ async def test_report_page_in_the_browser(
     # some traffic for the charts: one call answered and completed, one abandoned
     service = running.service
     assert service is not None
-    answered = (await service.create_interaction(IntakeRequest(channel="voice", queue="voice"))).id
-    await service.agent_login("a1", ready=True)
-    await eventually(lambda: offered_to(service, "a1"))
-    await service.accept("a1", answered)
+    answered = await accepted(service, "a1", "voice", "voice")
     await service.complete("a1", answered)
     left = (await service.create_interaction(IntakeRequest(channel="voice", queue="voice"))).id
     await service.resident_left(left)
 
-    context = await browser.new_context(viewport={"width": 1400, "height": 1100})
-    page = await context.new_page()
-    await login(page, base, "maria")
+    page = await logged_in_page(browser, base, "maria", "/wall", WALL_VIEW)
     await page.wait_for_url(f"{base}/wall")
     await page.click("#report-link")
     await page.wait_for_url(re.compile(r"/wall/report"))
@@ -192,4 +159,4 @@ async def test_report_page_in_the_browser(
     await download.save_as(str(path))
     assert path.read_text().startswith("interval_start,kind,name,")
     await page.screenshot(path=str(artifacts / "report.png"), full_page=True)
-    await context.close()
+    await page.context.close()

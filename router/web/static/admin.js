@@ -5,19 +5,11 @@
 "use strict";
 (function () {
   const config = JSON.parse(document.getElementById("admin-config").textContent);
-  const csrfMeta = document.querySelector('meta[name="csrf-token"]');
-  const csrf = csrfMeta ? csrfMeta.content : "";
+  const { csrf, say } = window.cityline;
   const $ = (id) => document.getElementById(id);
   const state = { agents: [], queues: [], users: [], editing: {} };
 
   // --- helpers -------------------------------------------------------------------------------
-  function say(text, isError) {
-    const notice = $("notice");
-    notice.hidden = !text;
-    notice.textContent = text || "";
-    notice.classList.toggle("error", !!isError);
-  }
-
   async function api(method, path, body) {
     const init = { method: method, headers: {}, credentials: "same-origin" };
     if (method !== "GET") init.headers["X-CSRF-Token"] = csrf;

@@ -5,7 +5,8 @@
 "use strict";
 (function () {
   const config = JSON.parse(document.getElementById("desktop-config").textContent);
-  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const { say, connect } = window.cityline;
+  const api = (method, path, body) => window.cityline.api(config.api, method, path, body);
   const agentPath = "/agents/" + encodeURIComponent(config.agent);
   const $ = (id) => document.getElementById(id);
   const queues = new Map(config.queues.map((q) => [q.name, q]));
@@ -42,37 +43,6 @@
         el.hidden = value === "" || value === null || value === undefined;
       });
     }
-  }
-
-  function say(text, isError) {
-    const notice = $("notice");
-    notice.hidden = !text;
-    notice.textContent = text || "";
-    notice.classList.toggle("error", !!isError);
-  }
-
-  async function api(method, path, body) {
-    const init = {
-      method: method,
-      headers: { "X-CSRF-Token": csrf },
-      credentials: "same-origin",
-    };
-    if (method !== "GET") {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body || {});
-    }
-    const response = await fetch(config.api + path, init);
-    if (!response.ok) {
-      let message = response.status + " " + response.statusText;
-      try {
-        const err = await response.json();
-        if (err && err.error && err.error.message) message = err.error.message;
-      } catch (e) { /* not JSON */ }
-      const error = new Error(message);
-      error.status = response.status;
-      throw error;
-    }
-    return response.json();
   }
 
   async function act(button, what, fn) {
@@ -494,35 +464,6 @@
     } catch (e) { /* the stream brings it */ }
   }
 
-  // --- the live stream ----------------------------------------------------------------------------
-  function setConn(state, text) {
-    const conn = $("conn");
-    conn.className = "conn conn-" + state;
-    conn.textContent = text;
-  }
-
-  function connect() {
-    const source = new EventSource("/agent/stream");
-    source.addEventListener("open", () => setConn("live", "live"));
-    source.addEventListener("view", (event) => {
-      setConn("live", "live");
-      apply(JSON.parse(event.data));
-    });
-    source.addEventListener("ended", () => {
-      source.close();
-      setConn("down", "session ended");
-      say("Your session ended. Log in again to continue.", true);
-    });
-    source.addEventListener("error", () => {
-      if (source.readyState === EventSource.CLOSED) {
-        setConn("down", "disconnected");
-        say("The live feed stopped (logged out?). Reload the page to log in again.", true);
-      } else {
-        setConn("wait", "reconnecting…");
-      }
-    });
-  }
-
   // Logging out of the page also signs the agent out of routing, so no offer rings for nobody.
   const logout = document.querySelector("form.logout");
   if (logout) {
@@ -538,7 +479,7 @@
   }
 
   apply(JSON.parse($("desktop-initial").textContent));
-  connect();
+  connect("/agent/stream", "view", apply);
   setInterval(tick, 250);
-  window.cityline = { view: () => view, selected: () => selected };
+  Object.assign(window.cityline, { view: () => view, selected: () => selected });
 })();

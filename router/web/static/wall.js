@@ -4,9 +4,8 @@
 "use strict";
 (function () {
   const config = JSON.parse(document.getElementById("wall-config").textContent);
-  const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const conn = document.getElementById("conn");
-  const notice = document.getElementById("notice");
+  const { say, connect } = window.cityline;
+  const api = (method, path, body) => window.cityline.api(config.api, method, path, body);
   const scopeSelect = document.getElementById("scope");
   const queuesByName = new Map(config.queues.map((q) => [q.name, q]));
   const STATES = ["ok", "off", "none"];
@@ -27,12 +26,6 @@
         STATES.forEach((s) => el.classList.toggle("st-" + s, s === value));
       });
     }
-  }
-
-  function say(text, isError) {
-    notice.hidden = !text;
-    notice.textContent = text || "";
-    notice.classList.toggle("error", !!isError);
   }
 
   // --- scope filter: tiles, waiting rows and charts --------------------------------------------
@@ -148,53 +141,7 @@
       new Date(payload.now_ms).toLocaleTimeString();
   }
 
-  // --- the live stream -----------------------------------------------------------------------------
-  function setConn(state, text) {
-    conn.className = "conn conn-" + state;
-    conn.textContent = text;
-  }
-
-  function connect() {
-    const source = new EventSource("/wall/stream");
-    source.addEventListener("open", () => setConn("live", "live"));
-    source.addEventListener("snapshot", (event) => {
-      setConn("live", "live");
-      apply(JSON.parse(event.data));
-    });
-    source.addEventListener("ended", () => {
-      source.close();
-      setConn("down", "session ended");
-      say("Your session ended. Log in again to continue.", true);
-    });
-    source.addEventListener("error", () => {
-      if (source.readyState === EventSource.CLOSED) {
-        setConn("down", "disconnected");
-        say("The live feed stopped (logged out?). Reload the page to log in again.", true);
-      } else {
-        setConn("wait", "reconnecting…");
-      }
-    });
-  }
-
   // --- supervisor actions (the JSON API, with the session's CSRF token) --------------------------
-  async function api(method, path, body) {
-    const response = await fetch(config.api + path, {
-      method: method,
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-      body: JSON.stringify(body || {}),
-      credentials: "same-origin",
-    });
-    if (!response.ok) {
-      let message = response.status + " " + response.statusText;
-      try {
-        const err = await response.json();
-        if (err && err.error && err.error.message) message = err.error.message;
-      } catch (e) { /* not JSON */ }
-      throw new Error(message);
-    }
-    return response.json();
-  }
-
   async function setAgentState(agentId, rawState, target) {
     const [state, reason] = target.split(":");
     const path = "/agents/" + encodeURIComponent(agentId);
@@ -251,8 +198,8 @@
   scopeSelect.addEventListener("change", applyScope);
   apply(JSON.parse(document.getElementById("wall-initial").textContent));
   applyScope();
-  connect();
+  connect("/wall/stream", "snapshot", apply);
   // the charts are per 15 minutes: a refresh a minute is plenty
   setInterval(refreshCharts, 60000);
-  window.cityline = { lastPayload: () => lastPayload };
+  Object.assign(window.cityline, { lastPayload: () => lastPayload });
 })();
