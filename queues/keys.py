@@ -262,3 +262,43 @@ class Keys:
     @property
     def directory_version(self) -> str:
         return f"{self.prefix}dir:version"
+
+    # --- cases: service requests made of intervention reports (queues.cases) -----------------
+    # A case lives forever (its number must stay resolvable, like a reference number); only the
+    # indexes of open cases (unit queue, geo index) shrink when it is closed.
+
+    # HASH per case: number, category, unit, status, assignee, description, address, lat, lon,
+    # photos (JSON), created_ms, due_ms, updated_ms, closed_ms, ix (the interaction it was made
+    # from), channel, language, reports (count of linked reports), duplicate_of.
+    def case(self, case_id: str) -> str:
+        return f"{self.prefix}case:{case_id}"
+
+    # LIST per case: its status history, oldest first (JSON: status, note, public_note, by, t,
+    # unit), appended by every case_*.lua script.
+    def case_history(self, case_id: str) -> str:
+        return f"{self.prefix}case:{case_id}:hist"
+
+    # HASH per case: subscriber key ("ix:<id>" or "contact:<contact>") -> JSON of who is told of
+    # its outcome and how (ix, via, to, language, ref): the reporter and linked duplicates.
+    def case_subscribers(self, case_id: str) -> str:
+        return f"{self.prefix}case:{case_id}:subs"
+
+    # ZSET per unit of its open cases (not completed/rejected/duplicate), scored by due_ms: the
+    # second line's work queue, most urgent first.
+    def unit_cases(self, unit: str) -> str:
+        return f"{self.prefix}unitcases:{unit}"
+
+    # GEO (ZSET) per category of the open cases that have a location: GEOSEARCH finds likely
+    # duplicates of a new report. A case leaves it when it is closed or moved.
+    def case_geo(self, category: str) -> str:
+        return f"{self.prefix}casegeo:{category}"
+
+    # HASH: year -> last case number sequence of that year.
+    @property
+    def case_seq(self) -> str:
+        return f"{self.prefix}caseseq"
+
+    # HASH: case number (Z-2026-000123) -> case id.
+    @property
+    def case_numbers(self) -> str:
+        return f"{self.prefix}casenums"

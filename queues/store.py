@@ -555,6 +555,15 @@ class RoutingStore:
         res = await self._call("attach_meta", [self.keys.ix(ix_id)], [json.dumps(meta)])
         return bool(int(res))
 
+    async def kb_answer(self, ix_id: str, agent_id: str, card_id: str) -> tuple[int, bool, str]:
+        """The agent answered from knowledge card `card_id` (KBANSWER): (time, whether it is the
+        interaction's first card, its state: connected or wrapup)."""
+        k = self.keys
+        res = await self._call(
+            "kb_answer", [k.ix(ix_id), k.events], [ix_id, agent_id, card_id, self.events_maxlen]
+        )
+        return int(res[0]), bool(int(res[1])), _s(res[2])
+
     async def request_callback(self, ix_id: str, number: str) -> bool:
         res = await self._call("callback", [self.keys.ix(ix_id)], [number])
         return bool(int(res))

@@ -86,6 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(func=cmd_check_config)
 
+    check_kb = commands.add_parser(
+        "check-knowledge",
+        help="validate knowledge cards against a configuration",
+        description="Print every problem of the card files as FILE:LINE: field: message; exit 1 "
+        "if there is any, else OK with the number of cards and topics.",
+    )
+    check_kb.add_argument(
+        "dir", metavar="DIR", nargs="?",
+        help="directory of card files (default: knowledge.dir, else the packaged cards)",
+    )  # fmt: skip
+    check_kb.add_argument(
+        "--config", metavar="FILE",
+        help="configuration the cards refer to (default: the packaged one)",
+    )  # fmt: skip
+    check_kb.set_defaults(func=cmd_check_knowledge)
+
     dispatch = commands.add_parser(
         "dispatch",
         help="run one more dispatcher on a shared Redis (scale-out), without HTTP",
@@ -276,6 +292,26 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 1
     print(f"OK {path}: {summarize(config)}")
     return _check_ivr_flows(config, args)
+
+
+def cmd_check_knowledge(args: argparse.Namespace) -> int:
+    """The knowledge cards of DIR (written in router/knowledge.py), against --config."""
+    configure_logging("warning")
+    from router.knowledge import check_knowledge_dir, format_issue, knowledge_dir
+
+    config = config_or_exit(args)
+    if isinstance(config, int):
+        return config
+    directory = Path(args.dir) if args.dir else knowledge_dir(config)
+    cards, problems = check_knowledge_dir(directory, config)
+    for path, issue in problems:
+        print(format_issue(path, issue))
+    if problems:
+        print(f"{plural(len(problems), 'problem')} in {directory}", file=sys.stderr)
+        return 1
+    topics = {card.topic for card in cards}
+    print(f"OK {directory}: {plural(len(cards), 'card')} on {plural(len(topics), 'topic')}")
+    return 0
 
 
 def _check_ivr_flows(config: CitylineConfig, args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from router.config_cases import CasesConfig, cases_problems
 from router.config_catalogue import (
     AgentConfig,
     QueueConfig,
@@ -24,6 +25,7 @@ from router.config_catalogue import (
 from router.config_channels import ChannelsConfig
 from router.config_checks import reference_problems
 from router.config_issues import Loc
+from router.config_knowledge import KnowledgeConfig
 from router.config_names import AgentId, LanguageCode, QueueName, ReasonName, SkillName, UserName
 from router.config_sections import (
     CityConfig,
@@ -74,6 +76,11 @@ class CitylineConfig(Section):
         default_factory=ChannelsConfig, description="channel adapters, each off unless its block "
         "enables it (the packaged city enables e-mail, SMS, chat and the web form)"
     )
+    cases: CasesConfig = Field(default_factory=CasesConfig, description="cases (service "
+                               "requests): units, category rules, duplicates, notices")
+    knowledge: KnowledgeConfig = Field(
+        default_factory=KnowledgeConfig, description="the first line's knowledge base (cards)"
+    )
     demo: DemoConfig = Field(default_factory=DemoConfig, description="demonstration helpers")
 
     def _own_problems(self) -> list[tuple[Loc, str]]:
@@ -86,7 +93,8 @@ class CitylineConfig(Section):
             queues=self.queues,
             agents=self.agents,
             users=self.users,
-        )
+        ) + cases_problems(self.cases, city_languages=self.city.languages, skills=self.skills,
+                           agents=self.agents)
 
     def queue(self, name: str) -> QueueConfig:
         """The queue called `name`; KeyError naming the configured queues when there is none."""

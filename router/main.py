@@ -39,6 +39,8 @@ from router.event_feed import EventFeed
 from router.http.access_log import PathOnlyAccessLogger
 from router.http.api import setup_api
 from router.http.app import AppContext, create_app
+from router.knowledge import KnowledgeBase, KnowledgeError, load_knowledge
+from router.knowledge import attach as attach_knowledge
 from router.metrics import setup_metrics
 from router.service import RoutingService
 from router.stats import StatsAggregator
@@ -202,6 +204,7 @@ class Cityline:
         self.service: RoutingService | None = None
         self.directory: Directory | None = None  # admins' changes to agents and queues
         self.adapters: list[Any] = []  # channel adapters started by this process
+        self.knowledge: KnowledgeBase | None = None  # the first line's cards (HTTP API)
         self.app: web.Application | None = None
         self.http_port: int | None = None
         self.http_url: str | None = None
@@ -226,6 +229,11 @@ class Cityline:
         if self._started:
             raise RuntimeError("Cityline.start() called twice")
         self._started = True
+        if self._with_http:  # bad knowledge cards stop the start before anything runs
+            try:
+                self.knowledge = load_knowledge(self.config)
+            except KnowledgeError as exc:
+                raise StartupError(f"knowledge cards cannot be used:\n{exc}") from None
         await self._start_redis()
         await self._start_store()
         self._start_components()
@@ -473,6 +481,8 @@ class Cityline:
         if created:
             logger.info("users: %d created from the configuration", len(created))
         service, redis = self.service, self.redis
+        if self.knowledge is not None:
+            attach_knowledge(service, self.knowledge)
         self.app = create_app(
             AppContext(
                 config=self.config,

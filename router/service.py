@@ -11,7 +11,7 @@ import dataclasses
 import json
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
@@ -28,6 +28,9 @@ from router.errors import BadRequest, NotFound, Unprocessable, from_store
 from router.identity import identities_of, identity_of
 from router.models import AgentProfile, Channel, Event, EventType, IntakeRequest, TransferRequest
 
+if TYPE_CHECKING:
+    from router.cases import CaseService
+
 logger = logging.getLogger(__name__)
 
 
@@ -39,6 +42,7 @@ class RoutingService:
         store.tz_offset_ms = lambda: int(datetime.now(tz).utcoffset().total_seconds() * 1000)
         self._channel_store: ChannelStateStore | None = None
         self._residents: ResidentStore | None = None
+        self._cases: CaseService | None = None
 
     @property
     def blending(self) -> Blending:
@@ -179,6 +183,17 @@ class RoutingService:
 
     async def resident_message(self, ix_id: str, text: str) -> int:
         return await self._do(self.store.message(ix_id, sender="resident", text=text))
+
+    # --- cases (router.cases) ----------------------------------------------------------------
+
+    @property
+    def cases(self) -> CaseService:
+        """Cases made of intervention reports: units, status, duplicates, notices."""
+        if self._cases is None:
+            from router.cases import CaseService  # router.cases reads interactions through us
+
+            self._cases = CaseService(self)
+        return self._cases
 
     # --- residents recognised across channels ---------------------------------------------
 

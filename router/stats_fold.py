@@ -43,7 +43,8 @@ DEFAULT_THRESHOLD_S = 20.0
 _COMPLETE = ("COMPLETECALLER", "COMPLETEAGENT")
 # Events whose interaction's state (times connected, times transferred) the fold reads.
 _IX_EVENTS = frozenset(
-    {"ENTERQUEUE", "CONNECT", *_COMPLETE, "ABANDON", "EXITWITHTIMEOUT", "EXITEMPTY", "TRANSFER"}
+    {"ENTERQUEUE", "CONNECT", *_COMPLETE, "ABANDON", "EXITWITHTIMEOUT", "EXITEMPTY", "TRANSFER",
+     "KBANSWER"}
 )
 # Events whose agent's state (ready or paused, and why) the fold reads.
 _AGENT_EVENTS = frozenset({"ADDMEMBER", "REMOVEMEMBER", "PAUSE", "UNPAUSE"})
@@ -91,6 +92,9 @@ async def load_fold(
         for ix, r in zip(ixs, rows[: len(ixs)], strict=True)
         if r
     }
+    for ix, r in zip(ixs, rows[: len(ixs)], strict=True):
+        if int_field(r, "k"):  # answered from a knowledge card (KBANSWER while connected)
+            ix_state[ix]["k"] = 1
     agent_state = {a: dict(r) for a, r in zip(agents, rows[len(ixs) :], strict=True) if r}
     fold = Fold(keys, cfg, tz, ix_state, agent_state)
     for entry in entries:
@@ -227,8 +231,11 @@ class Fold:
         self.add(t, scopes, "talk_sum_ms", int_field(f, "talk_ms"))
         side = "caller" if f["ev"] == "COMPLETECALLER" else "agent"
         self.add(t, scopes, f"completed_by_{side}")
-        if self._ix(f.get("ix", ""))["x"] == 0:
+        state = self._ix(f.get("ix", ""))
+        if state["x"] == 0:
             self.add(t, scopes, "first_contact_resolved")
+            if state.get("k"):  # answered from a knowledge card while connected
+                self.add(t, scopes, "kb_resolved")
         self._end(f.get("ix", ""))
 
     _on_completeagent = _on_completecaller
@@ -281,6 +288,14 @@ class Fold:
             # talk before a hand-over is not in AHT (no COMPLETE), but it is the agent's work
             self.add(t, [s.q, s.a], "transfer_talk_ms", int_field(f, "talk_ms"))
         self._ix(f.get("ix", ""))["x"] += 1
+
+    def _on_kbanswer(self, t: int, f: Mapping[str, str], s: _Scopes) -> None:
+        # answered from a knowledge card: while connected, remembered for the COMPLETE (a
+        # transfer may still follow); in wrap-up the contact is over, so it counts now, once
+        if f.get("during") == "connected":
+            self._ix(f.get("ix", ""))["k"] = 1
+        elif f.get("first") == "1" and int_field(f, "transfers") == 0:
+            self.add(t, [s.q, s.c, ALL, s.a], "kb_resolved")
 
     def _on_escalate(self, t: int, f: Mapping[str, str], s: _Scopes) -> None:
         self.add(t, [s.q], "escalations")

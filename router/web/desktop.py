@@ -10,8 +10,8 @@
 
 Role agent only (an agent login names its agent id); supervisors and admins get 403 and use
 the wall. Every action (sign in, ready, not ready, accept, reject, reply, hang up, transfer,
-wrap-up) is the JSON API's own endpoint, called by desktop.js with the session's CSRF token:
-the API checks and records it like any other call.
+wrap-up, knowledge-base search, "answered from a card") is the JSON API's own endpoint, called
+by desktop.js with the session's CSRF token: the API checks and records it like any other call.
 
 The stream is event driven: `DesktopHub` (desktop_data.py) reads the event stream once per
 process and wakes the streams of the agents an event concerns; each stream also refreshes
@@ -92,6 +92,16 @@ def _desktop_config(request: web.Request, agent_id: str, focus: str) -> dict[str
         "history_url": _api_url(HISTORY_PATH),
         "focus": focus,
         "refresh_s": REFRESH_S,
+        # the knowledge base's search form: languages and information topics to choose from
+        "knowledge": {
+            "languages": list(cfg.city.languages),
+            "default_language": cfg.city.default_language,
+            "topics": [
+                {"id": n, "label": label(sk.labels, cfg, n)}
+                for n, sk in cfg.skills.items()
+                if sk.kind == "information"
+            ],
+        },
     }
 
 

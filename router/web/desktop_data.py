@@ -60,7 +60,7 @@ _IX_FIELDS = (
     "id", "ref", "channel", "queue", "state", "agent", "priority", "language", "topic",
     "resident", "resident_name", "subject", "body", "created_ms", "entered_ms", "offered_ms",
     "offer_deadline", "connected_ms", "talk_end_ms", "wrapup_until", "transfers",
-    "transfer_note", "meta",
+    "transfer_note", "meta", "kb_card",
 )  # fmt: skip
 HELD_STATES = frozenset({"offered", "connected", "wrapup"})
 # How often an open desktop is refreshed without an event, seconds.
@@ -138,6 +138,7 @@ def interaction_item(ix: Mapping[str, str], cfg: CitylineConfig, messages: int,
         "ivr_path": str(_meta(ix.get("meta", "")).get("ivr_path", "")),
         "transfers": _int(ix.get("transfers")),
         "transfer_note": ix.get("transfer_note", ""),
+        "kb_card": ix.get("kb_card", ""),  # answered from this knowledge card (KBANSWER)
         "created_ms": _int(ix.get("created_ms")),
         "entered_ms": _int(ix.get("entered_ms")),
         "offered_ms": offered,

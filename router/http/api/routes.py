@@ -13,6 +13,11 @@ Who may call what (role agent additionally only with its own `{agent_id}`, see t
 | supervisor, admin         | withdraw a resident's consent to be recognised across channels |
 | supervisor, admin         | read the agents and queues managed at run time (admin/...)     |
 | admin                     | change agents and queues; manage users (admin/...)             |
+| agent, supervisor, admin  | search the knowledge base, read a card                         |
+| agent, admin              | mark an interaction as answered from a knowledge card          |
+| agent (holding it), staff | make a case of an interaction, link it to an open case         |
+| unit members, staff       | read a unit's cases, change a case's status or unit            |
+| public                    | a case's public view by number (no personal data)              |
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from router.http.api import (
     admin_users,
     agents,
     auth_routes,
+    cases,
     intake,
+    knowledge,
     openapi,
     residents,
     supervision,
@@ -74,6 +81,25 @@ from router.http.api.schemas_admin import (
     UserCreateRequest,
     UserRemoved,
     UserUpdateRequest,
+)
+from router.http.api.schemas_cases import (
+    CaseCreated,
+    CaseCreateRequest,
+    CaseLinked,
+    CaseLinkRequest,
+    CaseList,
+    CaseStatusChanged,
+    CaseStatusRequest,
+    CaseUnitRequest,
+    CaseView,
+    DuplicateList,
+    PublicCase,
+)
+from router.http.api.schemas_knowledge import (
+    AnsweredFrom,
+    AnsweredFromRequest,
+    CardView,
+    KnowledgeResults,
 )
 from router.http.api.table import Route
 from router.models import IntakeRequest, TransferRequest
@@ -152,6 +178,26 @@ ROUTES: list[Route] = [
           TransferRequest, Transferred, AGENT_WORK, tag="agents", errors=(409,)),
     Route("POST", f"{_IX}/messages", agents.agent_message, "Send a message to the resident",
           MessageRequest, MessagePosted, AGENT_WORK, tag="agents", errors=(409,)),
+    # --- knowledge base (router.knowledge) ------------------------------------------------
+    Route("GET", "/knowledge", knowledge.search_knowledge, "Search the knowledge cards",
+          None, KnowledgeResults, READERS, tag="knowledge", errors=(422,),
+          description="Query parameters: q (words, at most 200 characters; empty lists the "
+          "cards), lang (a city language: searched first, the cards shown in it; when nothing "
+          "matches there every language is searched and fallback is true), topic (an "
+          "information topic), limit (1..100, default knowledge.max_results). Accents of Latin "
+          "letters and case are ignored, a word matches the words it begins; title and "
+          "keyword hits rank above answer-text hits."),
+    Route("GET", "/knowledge/{card_id}", knowledge.get_card, "Read a knowledge card",
+          None, CardView, READERS, tag="knowledge", errors=(404, 422),
+          description="?lang= a city language (default: the city's default language). 404 "
+          "unknown_card."),
+    Route("POST", f"{_IX}/answered-from", knowledge.answered_from,
+          "Mark an interaction as answered from a knowledge card", AnsweredFromRequest,
+          AnsweredFrom, AGENT_WORK, tag="agents", errors=(404, 409),
+          description="While connected or in wrap-up (409 invalid_state otherwise); a later "
+          "card replaces the earlier one. Appends a KBANSWER event: a contact never "
+          "transferred counts as resolved from the knowledge base (kb_resolved). 404 "
+          "unknown_card."),
     # --- supervision --------------------------------------------------------------------
     Route("GET", "/agents", supervision.list_agents, "Every agent with its state",
           None, AgentList, STAFF, tag="supervision"),
@@ -180,6 +226,50 @@ ROUTES: list[Route] = [
           description="The same as DELETE /residents/{resident_id}/consent for the resident "
           "the phone number, e-mail address or telegram:<chat id> belongs to (404 "
           "unknown_resident when none; 422 invalid_contact when it is none of those)."),
+    # --- cases (router.cases; roles narrowed further by unit membership) -----------------
+    Route("POST", "/interactions/{ix_id}/case", cases.create_case,
+          "Make a case of an interaction", CaseCreateRequest, CaseCreated, READERS,
+          status=201, tag="cases", errors=(409,),
+          description="The agent holding the interaction, or a supervisor. Blank fields are "
+          "taken from the interaction (a web form's category, address, location, photo). The "
+          "unit and due date come from cases.categories. The answer lists likely duplicates "
+          "(same category, within cases.duplicate_radius_m, reported within "
+          "cases.duplicate_window_hours). 409 exists when the interaction already has a case; "
+          "422 unknown_category, invalid_location, invalid_contact, cases_disabled."),
+    Route("POST", "/interactions/{ix_id}/case/link", cases.link_case,
+          "Link an interaction to an open case (a duplicate report)", CaseLinkRequest,
+          CaseLinked, READERS, tag="cases", errors=(409,),
+          description="The interaction's resident is told of that case's outcome too. 409 "
+          "invalid_state for a closed case, exists when the interaction has another case."),
+    Route("GET", "/cases/duplicates", cases.find_duplicates,
+          "Likely duplicates of a report", None, DuplicateList, READERS, tag="cases",
+          errors=(422,),
+          description="Query parameters: category (intervention skill), lat, lon (all "
+          "required). Open cases of the category within cases.duplicate_radius_m reported "
+          "within cases.duplicate_window_hours, nearest first."),
+    Route("GET", "/cases/{number}", cases.get_case, "Read a case", None, CaseView, READERS,
+          tag="cases",
+          description="Members of its unit, the agent holding its interaction, supervisors."),
+    Route("PUT", "/cases/{number}/status", cases.set_case_status, "Change a case's status",
+          CaseStatusRequest, CaseStatusChanged, READERS, tag="cases", errors=(409,),
+          description="Members of its unit and supervisors. open -> assigned | in_progress | "
+          "rejected | duplicate; assigned -> open | in_progress | rejected | duplicate; "
+          "in_progress -> completed | rejected; the same status again adds a note. completed "
+          "and rejected send the residents a notice on their channel (cases.notify_on). 409 "
+          "invalid_state for another transition, stale when the case moved meanwhile."),
+    Route("PUT", "/cases/{number}/unit", cases.set_case_unit, "Hand a case to another unit",
+          CaseUnitRequest, CaseView, READERS, tag="cases", errors=(409,),
+          description="Members of its current unit and supervisors; it is open in the new "
+          "unit, nobody assigned, same due date."),
+    Route("GET", "/units/{unit}/cases", cases.unit_cases, "A unit's open cases", None,
+          CaseList, READERS, tag="cases",
+          description="Most urgent (earliest due) first. Members of the unit, supervisors."),
+    Route("GET", "/public/cases/{number}", cases.public_case,
+          "A case's public status (no personal data)", None, PublicCase, None, tag="cases",
+          errors=(404,),
+          description="For residents who quote the number: category, status, its history "
+          "with the notes meant for them, the address and the place rounded to ~100 m; never "
+          "who reported it, their contact, the description or internal notes. ?lang=pl|en|uk."),
     # --- admin: agents, queues, users -------------------------------------------------------
     Route("GET", "/admin/agents", admin.admin_list_agents, "Every agent as configured now",
           None, AdminAgentList, STAFF, tag="admin",

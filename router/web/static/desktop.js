@@ -345,6 +345,7 @@
       ivr_path: voice ? item.ivr_path : "",
       subject: item.subject,
       transfer_note: item.transfer_note,
+      kb_card: item.kb_card,
       body: item.body,
     });
     entry.panel.querySelector(".first-message").hidden = !item.body;
@@ -409,6 +410,10 @@
       badge.hidden = !(unread > 0);
       setText(badge, unread > 0 ? String(unread) : "");
     }
+    if (kb && $("kb-form")) {
+      kbFollowLanguage();
+      kbUsable();
+    }
   }
 
   // --- countdowns -----------------------------------------------------------------------------------
@@ -445,6 +450,131 @@
     const n = offers.size;
     const title = n ? "(" + n + ") New contact · " + baseTitle : baseTitle;
     if (document.title !== title) document.title = title;
+  }
+
+  // --- the knowledge base: search cards, open one, use its answer ---------------------------------
+  // Results and cards are text (textContent); a link's address is set only when it is https.
+  const kb = config.knowledge;
+  let kbCard = null; // the card shown: the API's CardView
+  let kbLangFor = ""; // the interaction whose language the language choice follows
+
+  function kbFollowLanguage() {
+    const entry = work.get(selected);
+    if (!kb || !entry || kbLangFor === entry.item.id) return;
+    kbLangFor = entry.item.id;
+    if (kb.languages.includes(entry.item.language)) $("kb-lang").value = entry.item.language;
+  }
+
+  function kbParams(extra) {
+    const params = new URLSearchParams(extra);
+    params.set("lang", $("kb-lang").value);
+    return params.toString();
+  }
+
+  function kbHit(hit) {
+    const li = $("kb-hit-template").content.firstElementChild.cloneNode(true);
+    const button = li.querySelector(".kb-hit");
+    button.dataset.card = hit.id;
+    setText(li.querySelector(".kb-title"), hit.title);
+    setText(li.querySelector(".kb-topic"), hit.topic_label);
+    setText(li.querySelector(".kb-snippet"), hit.snippet);
+    button.addEventListener("click", () => kbOpen(hit.id));
+    return li;
+  }
+
+  async function kbSearch() {
+    kbFollowLanguage();
+    const q = $("kb-q").value.trim();
+    const params = { q: q };
+    if ($("kb-topic").value) params.topic = $("kb-topic").value;
+    const button = $("kb-search");
+    button.disabled = true;
+    try {
+      const data = await api("GET", "/knowledge?" + kbParams(params));
+      $("kb-results").replaceChildren(...data.cards.map(kbHit));
+      let status = data.total ? data.total + (data.total === 1 ? " card" : " cards") : "No card matches.";
+      if (data.total > data.cards.length) status += " (the best " + data.cards.length + " shown)";
+      if (data.fallback) status += " Nothing in this language: found in another.";
+      setText($("kb-status"), status);
+    } catch (e) {
+      say("Could not search the knowledge base: " + e.message, true);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function kbUsable() {
+    const entry = work.get(selected);
+    const item = entry && entry.item;
+    const ok = !!(kbCard && item && (item.state === "connected" || item.state === "wrapup"));
+    $("kb-use").disabled = !ok;
+    $("kb-use").title = ok ? "" : "Open an interaction you are working on first";
+  }
+
+  async function kbOpen(id) {
+    try {
+      kbCard = await api("GET", "/knowledge/" + encodeURIComponent(id) + "?" + kbParams({}));
+    } catch (e) {
+      say("Could not open the card: " + e.message, true);
+      return;
+    }
+    setText($("kb-card-title"), kbCard.title);
+    setText($("kb-card-topic"), kbCard.topic_label);
+    setText($("kb-card-unit"), kbCard.unit ? "· unit: " + kbCard.unit : "");
+    const paragraphs = kbCard.answer.split(/\n\s*\n/).map((text) => {
+      const p = document.createElement("p");
+      p.textContent = text.trim();
+      return p;
+    });
+    $("kb-card-answer").replaceChildren(...paragraphs);
+    const links = [];
+    for (const link of kbCard.links) {
+      if (!/^https:\/\//.test(link.url)) continue;
+      const li = document.createElement("li");
+      const a = document.createElement("a");
+      a.href = link.url;
+      a.target = "_blank";
+      a.rel = "noopener noreferrer";
+      a.textContent = link.label;
+      li.appendChild(a);
+      links.push(li);
+    }
+    $("kb-card-links").replaceChildren(...links);
+    $("kb-card").hidden = false;
+    kbUsable();
+  }
+
+  async function kbUse() {
+    const entry = work.get(selected);
+    if (!kbCard || !entry) return;
+    const item = entry.item;
+    const card = kbCard;
+    const textarea = entry.panel.querySelector(".reply textarea");
+    // text channels: the answer goes into the reply box, for the agent to adapt and send
+    if (item.text && item.state === "connected" && textarea) {
+      const draft = textarea.value.trim();
+      textarea.value = draft ? draft + "\n\n" + card.answer : card.answer;
+      textarea.focus();
+    }
+    await act($("kb-use"), "Could not record the answer", async () => {
+      await api("POST", ixPath(item.id) + "/answered-from", { card_id: card.id });
+    });
+    if (!$("notice").classList.contains("error")) {
+      say(item.ref + ": answered from the card " + card.id + " (" + card.title + ")", false);
+    }
+  }
+
+  if (kb && $("kb-form")) {
+    $("kb-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      kbSearch();
+    });
+    $("kb-lang").addEventListener("change", () => { kbLangFor = selected; });
+    $("kb-use").addEventListener("click", kbUse);
+    $("kb-close").addEventListener("click", () => {
+      kbCard = null;
+      $("kb-card").hidden = true;
+    });
   }
 
   // --- applying a view ----------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The packaged knowledge cards of the example city (YAML data, read by router/knowledge.py)."""

@@ -1,0 +1,234 @@
+"""Request and response bodies of the case endpoints (/api/v1/cases..., /units/.../cases).
+
+Staff views (`CaseView`) carry everything the unit needs except the residents' contacts, which
+stay with the interactions (an agent reads them there, under the interaction's own rules).
+The public view (`PublicCase`) carries nothing personal at all: no description (residents write
+names and phone numbers into it), no contacts, no internal notes, coordinates rounded to ~100 m.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CaseStatus = Literal["open", "assigned", "in_progress", "completed", "rejected", "duplicate"]
+NUMBER_PATTERN = r"^[A-Z]{1,3}-[0-9]{4}-[0-9]{1,12}$"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return None if value in (None, "") else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+class CaseCreateRequest(_Request):
+    category: str = Field(
+        "", max_length=64,
+        description="intervention skill id; empty: the interaction's topic (a web form's "
+        "category)",
+    )
+    description: str = Field("", max_length=5000, description="empty: the interaction's text")
+    address: str = Field("", max_length=300, description="empty: the address of a web form")
+    lat: float | None = Field(None, ge=-85.05, le=85.05, description="WGS84 latitude")
+    lon: float | None = Field(None, ge=-180, le=180, description="WGS84 longitude")
+    contact: str = Field(
+        "", max_length=320,
+        description="e-mail or phone the resident gave for the outcome; overrides the channel "
+        "(the only way to tell a web-chat resident)",
+    )
+    note: str = Field("", max_length=2000, description="internal note for the unit")
+
+
+class CaseLinkRequest(_Request):
+    case_number: str = Field(pattern=NUMBER_PATTERN, description="the open case it duplicates")
+    contact: str = Field("", max_length=320, description="as for creating a case")
+
+
+class CaseStatusRequest(_Request):
+    status: CaseStatus
+    note: str = Field("", max_length=2000, description="internal note (staff only)")
+    public_note: str = Field(
+        "", max_length=1000,
+        description="note for the resident: in the notice and on the public status page",
+    )
+    duplicate_of: str = Field(
+        "", max_length=32, description="with status duplicate: the number of the open case "
+        "it repeats (its residents are told of that case's outcome)",
+    )
+
+
+class CaseUnitRequest(_Request):
+    unit: str = Field(min_length=1, max_length=48)
+    note: str = Field("", max_length=2000)
+    public_note: str = Field("", max_length=1000)
+
+
+class DuplicateQuery(_Request):
+    """The query string of GET /cases/duplicates."""
+
+    category: str = Field(min_length=1, max_length=64)
+    lat: float = Field(ge=-85.05, le=85.05)
+    lon: float = Field(ge=-180, le=180)
+
+
+# --- staff views ----------------------------------------------------------------------------
+
+
+class CaseHistoryEntry(BaseModel):
+    status: str
+    time_ms: int
+    by: str
+    unit: str
+    note: str
+    public_note: str
+    duplicate_of: str = ""
+
+
+class CaseView(BaseModel):
+    id: str
+    number: str
+    category: str
+    unit: str
+    status: CaseStatus
+    assignee: str = Field(description="agent who took it, or empty")
+    description: str
+    address: str
+    lat: float | None
+    lon: float | None
+    photos: list[str] = Field(description="files under data_dir/uploads")
+    created_ms: int
+    due_ms: int
+    updated_ms: int
+    closed_ms: int
+    overdue: bool = Field(description="open past its due date (at the time of reading)")
+    ix: str = Field(description="the interaction it was made from")
+    channel: str
+    language: str
+    reports: int = Field(description="reports of it: 1 + linked duplicates")
+    duplicate_of: str
+    history: list[CaseHistoryEntry] = Field(default_factory=list)
+
+    @classmethod
+    def build(cls, case: Mapping[str, str], history: list[dict[str, Any]] | None = None,
+              now_ms: int = 0) -> CaseView:
+        try:
+            photos = [str(p) for p in json.loads(case.get("photos") or "[]")]
+        except (TypeError, ValueError):
+            photos = []
+        status = case.get("status", "open")
+        return cls(
+            id=case.get("id", ""), number=case.get("number", ""),
+            category=case.get("category", ""), unit=case.get("unit", ""),
+            status=status,  # type: ignore[arg-type]
+            assignee=case.get("assignee", ""), description=case.get("description", ""),
+            address=case.get("address", ""), lat=_float(case.get("lat")),
+            lon=_float(case.get("lon")), photos=photos, created_ms=_int(case.get("created_ms")),
+            due_ms=_int(case.get("due_ms")), updated_ms=_int(case.get("updated_ms")),
+            closed_ms=_int(case.get("closed_ms")),
+            overdue=bool(now_ms and status not in ("completed", "rejected", "duplicate")
+                         and _int(case.get("due_ms")) < now_ms),
+            ix=case.get("ix", ""), channel=case.get("channel", ""),
+            language=case.get("language", ""), reports=_int(case.get("reports")),
+            duplicate_of=case.get("duplicate_of", ""),
+            history=[CaseHistoryEntry(
+                status=str(h.get("status", "")), time_ms=_int(h.get("t")),
+                by=str(h.get("by", "")), unit=str(h.get("unit", "")),
+                note=str(h.get("note", "")), public_note=str(h.get("public_note", "")),
+                duplicate_of=str(h.get("duplicate_of", ""))) for h in history or []],
+        )  # fmt: skip
+
+
+class DuplicateCandidate(BaseModel):
+    number: str
+    category: str
+    status: CaseStatus
+    address: str
+    distance_m: float
+    created_ms: int
+    reports: int
+
+    @classmethod
+    def build(cls, case: Mapping[str, Any]) -> DuplicateCandidate:
+        return cls(number=str(case.get("number", "")), category=str(case.get("category", "")),
+                   status=case.get("status", "open"), address=str(case.get("address", "")),
+                   distance_m=float(case.get("distance_m") or 0),
+                   created_ms=_int(case.get("created_ms")), reports=_int(case.get("reports")))
+
+
+class CaseCreated(BaseModel):
+    case: CaseView
+    duplicates: list[DuplicateCandidate] = Field(
+        description="other open cases of the category near it, reported within the window: "
+        "likely the same problem (link the interaction to one instead, if so)")
+
+
+class CaseLinked(BaseModel):
+    case: CaseView
+    linked: bool = Field(description="false: it was linked before")
+
+
+class NoticeResult(BaseModel):
+    ix: str
+    via: str = Field(description="email, sms, telegram, or empty (no way to reach them)")
+    result: Literal["queued", "already", "no_channel", "channel_off"]
+
+
+class CaseStatusChanged(BaseModel):
+    case: CaseView
+    notices: list[NoticeResult] = Field(
+        description="the notices queued for the residents (completed, rejected by default); "
+        "their delivery shows in each interaction's messages (item case:<number>:<status>)")
+
+
+class CaseList(BaseModel):
+    unit: str
+    cases: list[CaseView]
+
+
+class DuplicateList(BaseModel):
+    duplicates: list[DuplicateCandidate]
+
+
+# --- the public view ------------------------------------------------------------------------
+
+
+class PublicHistoryEntry(BaseModel):
+    status: CaseStatus
+    time_ms: int
+    note: str = Field(description="the note meant for residents, if any")
+
+
+class PublicCase(BaseModel):
+    """What anyone who knows the number sees: nothing about who reported it."""
+
+    number: str
+    category: str
+    category_label: str
+    unit_label: str
+    status: CaseStatus
+    address: str
+    lat: float | None = Field(description="rounded to 3 decimals (~100 m)")
+    lon: float | None = Field(description="rounded to 3 decimals (~100 m)")
+    created_ms: int
+    due_ms: int
+    closed_ms: int | None
+    duplicate_of: str | None
+    history: list[PublicHistoryEntry]
