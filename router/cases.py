@@ -240,6 +240,27 @@ class CaseService:
         self._check_member(actor, unit)
         return await self.store.many(await self.store.unit_open(unit))
 
+    async def created_between(self, since_ms: int, until_ms: int,
+                              limit: int = 5000) -> list[dict[str, str]]:
+        """Cases made in [since_ms, until_ms], newest first, at most `limit` (Open311's list).
+        No index by date exists: the number map is scanned and the ids, which start with their
+        creation time (microseconds, hex), pick the candidates before any case is read."""
+        lo, hi = (since_ms - 60_000) * 1000, (until_ms + 60_000) * 1000  # clock slack
+        ids: list[str] = []
+        async for _number, raw in self.store.redis.hscan_iter(self.store.keys.case_numbers,
+                                                              count=1000):
+            cid = raw.decode() if isinstance(raw, bytes) else str(raw)
+            try:
+                t = int(cid[:14], 16)
+            except ValueError:
+                continue
+            if lo <= t <= hi:
+                ids.append(cid)
+        ids.sort(reverse=True)
+        out = [c for c in await self.store.many(ids[:limit])
+               if since_ms <= int(c.get("created_ms") or 0) <= until_ms]
+        return out
+
     async def find_duplicates(self, category: str, lat: float | None, lon: float | None,
                               *, exclude: str = "") -> list[dict[str, Any]]:
         """Open cases of `category` within the configured radius of (lat, lon), reported within

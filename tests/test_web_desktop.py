@@ -11,15 +11,36 @@ import json
 import re
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
+import yaml
 
 from queues.keys import Keys
-from router.config import CitylineConfig
+from router.config import CitylineConfig, load_config
 from router.dispatcher import Dispatcher
+from router.web.desktop import _cases_config
 from router.web.desktop_data import DEFAULT_DISPOSITIONS, DesktopHub, read_view, shown_state
 from tests.api_helpers import ApiHarness, Bearer, Session
-from tests.routing_fixtures import events
+from tests.routing_fixtures import CONFIG, events
 from tests.test_web_pages import form_login
+
+# The test city with cases on: the roads unit, whose second line is the expert x1.
+CASES = {
+    "units": {
+        "roads": {"labels": {"pl": "Zarząd Dróg", "en": "Roads Authority"}, "members": ["x1"]}
+    },
+    "categories": {"roads": {"unit": "roads", "resolution_target_hours": 72}},
+}
+
+
+@pytest.fixture
+def cfg(tmp_path: Any) -> CitylineConfig:
+    raw = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    raw["cases"] = CASES
+    path = tmp_path / "cityline.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return load_config(path, env={})
+
 
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
 
@@ -340,3 +361,49 @@ async def test_read_view_of_an_agent_never_logged_in(
     assert view["offers"] == [] and view["work"] == []
     assert shown_state("ready", [{"state": "wrapup"}, {"state": "connected"}]) == "busy"
     assert shown_state("not_ready", []) == "paused"
+
+
+# --- cases ---------------------------------------------------------------------------------------
+
+
+async def test_the_page_carries_the_case_categories_and_the_agents_units(h: ApiHarness) -> None:
+    expert = await h.session("xavier", "agent", agent="x1")
+    html = await (await expert.client.get("/agent")).text()
+    cases = page_json(html, "desktop-config")["cases"]
+    assert cases["categories"] == [{"id": "roads", "label": "Drogi"}]
+    assert cases["units"] == [{"id": "roads", "label": "Zarząd Dróg"}]
+    assert cases["my_units"] == ["roads"] and cases["refresh_s"] == 15
+    assert 'id="unit-cases"' in html and "desktop_cases.js" in html
+    assert html.index("/static/web/desktop.js?v=") < html.index("/static/web/desktop_cases.js?v=")
+    static = await expert.client.get("/static/web/desktop_cases.js")
+    assert static.status == 200 and "innerHTML" not in await static.text()
+    # a first-line agent: the case form, but no unit of its own
+    anna = await h.session("anna", "agent", agent="a1")
+    html = await (await anna.client.get("/agent")).text()
+    cases = page_json(html, "desktop-config")["cases"]
+    assert cases["my_units"] == [] and cases["categories"][0]["id"] == "roads"
+    assert 'id="unit-cases"' not in html and 'class="case-form"' in html
+
+
+async def test_the_view_carries_the_case_of_an_interaction(
+    h: ApiHarness, dispatcher: Dispatcher
+) -> None:
+    portal = await intake(h)
+    anna = await h.session("anna", "agent", agent="a1")
+    ix_id = await create(portal, subject="Dziura", body="Dziura na ul. Lipowej")
+    await ready(anna, "a1")
+    await dispatcher.match_round()
+    resp = await anna.post(f"/agents/a1/interactions/{ix_id}/accept")
+    assert resp.status == 200, await resp.text()
+    resp = await anna.post(
+        f"/interactions/{ix_id}/case", {"category": "roads", "address": "ul. Lipowa 3"}
+    )
+    assert resp.status == 201, await resp.text()
+    number = (await resp.json())["case"]["number"]
+    item = next(i for i in (await view_of(anna))["work"] if i["id"] == ix_id)
+    assert item["case"] == number
+
+
+def test_without_units_cases_are_off() -> None:
+    off = load_config(CONFIG, env={})
+    assert _cases_config(off, "x1") is None

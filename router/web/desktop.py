@@ -102,6 +102,32 @@ def _desktop_config(request: web.Request, agent_id: str, focus: str) -> dict[str
                 if sk.kind == "information"
             ],
         },
+        # cases: the form on an interaction (first line), the unit's list (second line)
+        "cases": _cases_config(cfg, agent_id),
+    }
+
+
+# How often the "my unit's cases" list is read again without a view push, seconds.
+CASES_REFRESH_S = 15
+
+
+def _cases_config(cfg: Any, agent_id: str) -> dict[str, Any] | None:
+    """The case form's categories and units, and the units whose cases this agent works;
+    None when cases are off (no units)."""
+    cases = cfg.cases
+    if not cases.units:
+        return None
+    return {
+        "categories": [
+            {"id": n, "label": label(sk.labels, cfg, n)}
+            for n, sk in cfg.skills.items()
+            if sk.kind == "intervention"
+        ],
+        "units": [
+            {"id": u, "label": label(unit.labels, cfg, u)} for u, unit in cases.units.items()
+        ],
+        "my_units": [u for u, unit in cases.units.items() if agent_id in unit.members],
+        "refresh_s": CASES_REFRESH_S,
     }
 
 

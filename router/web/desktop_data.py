@@ -60,7 +60,7 @@ _IX_FIELDS = (
     "id", "ref", "channel", "queue", "state", "agent", "priority", "language", "topic",
     "resident", "resident_name", "subject", "body", "created_ms", "entered_ms", "offered_ms",
     "offer_deadline", "connected_ms", "talk_end_ms", "wrapup_until", "transfers",
-    "transfer_note", "meta", "kb_card",
+    "transfer_note", "meta", "kb_card", "case",
 )  # fmt: skip
 HELD_STATES = frozenset({"offered", "connected", "wrapup"})
 # How often an open desktop is refreshed without an event, seconds.
@@ -139,6 +139,7 @@ def interaction_item(ix: Mapping[str, str], cfg: CitylineConfig, messages: int,
         "transfers": _int(ix.get("transfers")),
         "transfer_note": ix.get("transfer_note", ""),
         "kb_card": ix.get("kb_card", ""),  # answered from this knowledge card (KBANSWER)
+        "case": ix.get("case", ""),  # the number of the case made of it (or linked to)
         "created_ms": _int(ix.get("created_ms")),
         "entered_ms": _int(ix.get("entered_ms")),
         "offered_ms": offered,

@@ -346,6 +346,7 @@
       subject: item.subject,
       transfer_note: item.transfer_note,
       kb_card: item.kb_card,
+      case: item.case || "",
       body: item.body,
     });
     entry.panel.querySelector(".first-message").hidden = !item.body;
@@ -578,6 +579,8 @@
   }
 
   // --- applying a view ----------------------------------------------------------------------------
+  const viewHooks = []; // other scripts' functions called with every view (desktop_cases.js)
+
   function apply(next) {
     view = next;
     offset = next.now_ms - Date.now();
@@ -585,6 +588,7 @@
     applyOffers(next.offers);
     applyWork(next.work);
     tick();
+    for (const hook of viewHooks) hook(next);
   }
 
   async function refresh() {
@@ -611,5 +615,10 @@
   apply(JSON.parse($("desktop-initial").textContent));
   connect("/agent/stream", "view", apply);
   setInterval(tick, 250);
-  Object.assign(window.cityline, { view: () => view, selected: () => selected });
+  Object.assign(window.cityline, {
+    view: () => view,
+    selected: () => selected,
+    refresh: refresh,
+    onView: (hook) => { viewHooks.push(hook); if (view) hook(view); },
+  });
 })();
