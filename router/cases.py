@@ -261,6 +261,14 @@ class CaseService:
                if since_ms <= int(c.get("created_ms") or 0) <= until_ms]
         return out
 
+    async def all_cases(self) -> list[dict[str, str]]:
+        """Every case (the number map scanned, like `created_between`): for the city's reports."""
+        ids: list[str] = []
+        async for _number, raw in self.store.redis.hscan_iter(self.store.keys.case_numbers,
+                                                              count=1000):
+            ids.append(raw.decode() if isinstance(raw, bytes) else str(raw))
+        return await self.store.many(sorted(set(ids)))
+
     async def find_duplicates(self, category: str, lat: float | None, lon: float | None,
                               *, exclude: str = "") -> list[dict[str, Any]]:
         """Open cases of `category` within the configured radius of (lat, lon), reported within

@@ -141,7 +141,7 @@ def setup_web(app: web.Application) -> None:
     when the API is (router/http/app.py calls this after the API's setup)."""
     if AUTH_KEY not in app or SERVICE_KEY not in app:
         return
-    from router.web import admin, desktop, wall
+    from router.web import admin, cases_report, desktop, wall
 
     setup_static(app)
     app.router.add_get("/", home, name="web.home")
@@ -151,3 +151,4 @@ def setup_web(app: web.Application) -> None:
     wall.setup(app)
     desktop.setup(app)
     admin.setup(app)
+    cases_report.setup(app)  # /wall/cases, /wall/cases.csv: the city's case report

@@ -18,6 +18,7 @@ from router.http.api.routes import ROUTES
 from router.http.api.supervision import STATS_KEY
 from router.http.api.table import API_PREFIX, Route, register
 from router.http.open311_routes import setup_open311
+from router.http.public_case_stats import setup_public_case_stats
 from router.http.public_cases import setup_public_cases
 from router.service import RoutingService
 from router.stats import StatsAggregator
@@ -48,4 +49,5 @@ def setup_api(app: web.Application, service: RoutingService, auth: Auth) -> None
     app[OPENAPI_KEY] = build_document(ROUTES)
     register(app, ROUTES, service, auth)
     setup_public_cases(app, service)  # GET /cases/<number>: the public status page (HTML)
+    setup_public_case_stats(app, service)  # /stats/cases + /stats/cases.json
     setup_open311(app, service, auth)  # /open311/v2: GeoReport v2 over cases

@@ -1,0 +1,68 @@
+"""The city's case statistics for anyone: GET /stats/cases (HTML) and
+GET /stats/cases.json (JSON), no login, ?since=&until= (YYYY-MM-DD, local days;
+default the last 30 days).
+
+Counts and medians per category and per unit, and a map of open cases whose places are rounded
+to ~100 m (`PUBLIC_DECIMALS`, like the public case page). Nothing personal: no description,
+contact, name, case number or address — only what `case_reports.public_dict` gives.
+
+The JSON is not under /api/v1: every /api/v1 route is one of the documented table's
+(router/http/api/routes.py, checked against the OpenAPI document by tests/test_openapi.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from router import case_reports
+from router.case_reports import BadRange, day_of
+from router.cases import PUBLIC_DECIMALS
+from router.http.app import json_error
+from router.service import RoutingService
+
+PAGE_PATH = "/stats/cases"
+JSON_PATH = "/stats/cases.json"
+SERVICE_KEY = web.AppKey("cityline_public_case_stats_service", RoutingService)
+
+
+def setup_public_case_stats(app: web.Application, service: RoutingService) -> None:
+    app[SERVICE_KEY] = service
+    app.router.add_get(PAGE_PATH, stats_page, name="public.case_stats")
+    app.router.add_get(JSON_PATH, stats_json, name="public.case_stats_json")
+
+
+async def _public(request: web.Request) -> dict[str, Any]:
+    service = request.app[SERVICE_KEY]
+    since, until = case_reports.parse_days(request.query.get("since", ""),
+                                           request.query.get("until", ""),
+                                           service.cfg.city.tzinfo())
+    report = await case_reports.build(service, since_ms=since, until_ms=until)
+    return case_reports.public_dict(report, PUBLIC_DECIMALS)
+
+
+async def stats_json(request: web.Request) -> web.Response:
+    try:
+        data = await _public(request)
+    except BadRange as exc:
+        return json_error(400, "bad_request", str(exc))
+    return web.json_response(data, headers={"Cache-Control": "public, max-age=300"})
+
+
+async def stats_page(request: web.Request) -> web.StreamResponse:
+    # router.web imports router.http.api, which registers this module: import it late
+    from router.web.case_map import case_map
+    from router.web.render import render
+
+    try:
+        data = await _public(request)
+    except BadRange as exc:
+        return json_error(400, "bad_request", str(exc))
+    tz = request.app[SERVICE_KEY].cfg.city.tzinfo()
+    labels = {g["key"]: g["label"] for g in data["categories"]}
+    points = [{**p, "label": labels.get(p["category"], p["category"])}
+              for p in data["open_cases"]]
+    return render("cases_report.html", report=data, public=True,
+                  since=day_of(data["since_ms"], tz), until=day_of(data["until_ms"], tz),
+                  timezone=str(tz), map_svg=case_map(points, title="Open cases (~100 m)"))
