@@ -93,6 +93,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "send": "Wyślij",
         "information": "Informacje", "intervention": "Zgłoszenia interwencyjne",
         "thanks": "Dziękujemy, zgłoszenie przyjęto", "ref": "Numer zgłoszenia",
+        "maybe_reported": "Ten problem mógł już zostać zgłoszony w pobliżu:",
         "status": "Sprawdź stan zgłoszenia", "state": "Stan", "created": "Przyjęto",
         "error": "Nie udało się przyjąć zgłoszenia", "back": "Wróć do formularza",
         "not_found": "Nie ma zgłoszenia o tym numerze",
@@ -113,6 +114,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "send": "Send",
         "information": "Information", "intervention": "Reports",
         "thanks": "Thank you, your request was received", "ref": "Reference number",
+        "maybe_reported": "This problem may already have been reported nearby:",
         "status": "Check the status of your request", "state": "Status", "created": "Received",
         "error": "The request could not be accepted", "back": "Back to the form",
         "not_found": "There is no request with this number",
@@ -134,6 +136,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "send": "Надіслати",
         "information": "Інформація", "intervention": "Повідомлення про проблеми",
         "thanks": "Дякуємо, звернення прийнято", "ref": "Номер звернення",
+        "maybe_reported": "Цю проблему, можливо, вже повідомили поблизу:",
         "status": "Перевірити стан звернення", "state": "Стан", "created": "Прийнято",
         "error": "Не вдалося прийняти звернення", "back": "Назад до форми",
         "not_found": "Звернення з таким номером немає",
@@ -340,7 +343,26 @@ class WebformAdapter:
         body = (f'<p>{_e(t["ref"])}: <strong class="ref">{_e(ref)}</strong></p>'
                 f'<p><a href="{_e(url)}">{_e(t["status"])}</a></p>'
                 f'<p>{_e(t["keep_link"])}</p>')
+        likely = await self.likely_duplicates(form)
+        if likely:
+            items = "".join(
+                f'<li><a class="duplicate" href="/cases/{_e(c["number"])}?lang={_e(lang)}">'
+                f'{_e(c["number"])}</a> ({_e(c["status"])}) {_e(c["address"])}</li>'
+                for c in likely)
+            body += f'<p>{_e(t["maybe_reported"])}</p><ul class="duplicates">{items}</ul>'
         return _page(lang, t["thanks"], body, private=True)
+
+    async def likely_duplicates(self, form: WebformRequest) -> list[dict[str, str]]:
+        """Open cases of the same category near the reported place (cases.duplicate_radius_m,
+        duplicate_window_hours), as anyone may see them: number, status, address."""
+        if form.lat is None or form.lon is None:
+            return []
+        try:
+            found = await self.service.cases.find_duplicates(form.category, form.lat, form.lon)
+        except CitylineError:  # cases are off, or the category has no case rule
+            return []
+        return [{"number": str(c.get("number", "")), "status": str(c.get("status", "")),
+                 "address": str(c.get("address", ""))} for c in found[:5]]
 
     async def _read_multipart(self, request: web.Request) -> tuple[dict[str, str], bytes | None]:
         fields: dict[str, str] = {}
@@ -404,8 +426,9 @@ class WebformAdapter:
         except Refused as exc:
             self._log_refusal(request, exc)
             return json_error(exc.status, exc.code, str(exc), details=exc.details)
-        return web.json_response({"ref": ref, "status_url": _status_url(ref, key)}, status=201,
-                                 headers={"Cache-Control": "no-store"})
+        return web.json_response({"ref": ref, "status_url": _status_url(ref, key),
+                                  "likely_duplicates": await self.likely_duplicates(form)},
+                                 status=201, headers={"Cache-Control": "no-store"})
 
     # --- shared -------------------------------------------------------------------------
 

@@ -280,7 +280,8 @@ async def test_json_request(form: Form) -> None:
         "contact": "601 234 567", "language": "en"})
     assert resp.status == 201, await resp.text()
     body = await resp.json()
-    assert set(body) == {"ref", "status_url"}
+    assert set(body) == {"ref", "status_url", "likely_duplicates"}
+    assert body["likely_duplicates"] == []
     assert re.fullmatch(r"[0-9]{4}-[0-9]{6}", body["ref"])
     assert re.fullmatch(rf"/status/{body['ref']}\?key=[A-Za-z0-9_-]{{24}}", body["status_url"])
     ix = await form.service.store.by_ref(body["ref"])
@@ -493,3 +494,44 @@ async def test_answer_through_a_channel_not_enabled_is_a_failed_delivery(
     assert any(error in r.getMessage() for r in caplog.records)
     assert await drain(form.service, channel) == []
     assert "Załatwione." in await (await form.client.get(link)).text()
+
+
+async def test_a_report_near_an_open_case_is_told_it_may_be_a_duplicate(form: Form) -> None:
+    """A pothole reported 20 m from an open case of the same category: the answer names that
+    case (number, status, address: what its public page shows); far away or another category,
+    nothing."""
+    from router.auth import Role
+    from router.cases import Actor, CaseInput
+
+    made = await form.service.cases.create_standalone(
+        CaseInput(category="road_damage", description="Dziura", address="ul. Długa 5",
+                  lat=52.2297, lon=21.0122),
+        language="pl", actor=Actor("maria", Role.supervisor))
+    number = made.number
+    near = {"category": "road_damage", "description": "Głęboka dziura <b>tu</b>",
+            "contact": "jan@example.pl", "lat": 52.22985, "lon": 21.0122}
+    body = await (await form.client.post("/api/v1/requests", json=near)).json()
+    assert body["likely_duplicates"] == [
+        {"number": number, "status": "open", "address": "ul. Długa 5"}]
+    far = {**near, "lat": 52.2400}
+    assert (await (await form.client.post("/api/v1/requests", json=far)).json())[
+        "likely_duplicates"] == []
+    other = {**near, "category": "street_lighting"}
+    assert (await (await form.client.post("/api/v1/requests", json=other)).json())[
+        "likely_duplicates"] == []
+
+
+
+async def test_the_thank_you_page_links_a_likely_duplicate(form: Form) -> None:
+    from router.auth import Role
+    from router.cases import Actor, CaseInput
+
+    made = await form.service.cases.create_standalone(
+        CaseInput(category="road_damage", description="Dziura", address="ul. <i>Długa</i> 5",
+                  lat=52.2297, lon=21.0122),
+        language="pl", actor=Actor("maria", Role.supervisor))
+    resp = await form.post(await form.token(), category="road_damage", description="Dziura",
+                           contact="jan@example.pl", lat="52.22985", lon="21.0122")
+    page = await resp.text()
+    assert resp.status == 200 and f'href="/cases/{made.number}?lang=pl"' in page
+    assert "ul. &lt;i&gt;Długa&lt;/i&gt; 5" in page  # the address is text, never markup
