@@ -1,10 +1,14 @@
-"""The public status page of a case: GET /cases/<number>?lang=pl|en|uk.
+"""The public status page of a case: GET /cases/<number>?lang=pl|en|uk, and the look-up form
+GET /cases?number=... that leads to it.
 
 A resident who quotes their case number (from the notice, the agent, the web form) sees its
-category, status and history with the notes meant for residents. Case numbers are sequential,
-so anyone can read any case: the page shows only what `CaseService.public_view` gives, which
-holds nothing about who reported it (no name, contact, description or internal note; the place
-rounded to ~100 m). Everything shown is escaped.
+category, status and history with the notes meant for residents. The look-up takes what the
+resident has: the case number, typed in any case and with spaces, or the reference number of
+their contact (the acknowledgement's `2026-000123`), which leads to the case made of it.
+
+Case numbers are sequential, so anyone can read any case: the page shows only what
+`CaseService.public_view` gives, which holds nothing about who reported it (no name, contact,
+description or internal note; the place rounded to ~100 m). Everything shown is escaped.
 """
 
 from __future__ import annotations
@@ -20,23 +24,31 @@ from router.errors import CitylineError
 from router.service import RoutingService
 
 PATH = "/cases/{number}"
+LOOKUP = "/cases"
 NUMBER = re.compile(r"^[A-Z]{1,3}-[0-9]{4}-[0-9]{1,12}$")
+REF = re.compile(r"^[0-9]{4}-[0-9]{1,12}$")  # an interaction's reference number
 SERVICE_KEY = web.AppKey("cityline_public_cases_service", RoutingService)
 
 TEXTS: dict[str, dict[str, str]] = {
-    "pl": {"title": "Zgłoszenie {number}", "not_found": "Nie ma zgłoszenia o tym numerze",
+    "pl": {"lookup": "Sprawdź zgłoszenie", "number": "Numer zgłoszenia lub kontaktu",
+           "show": "Pokaż", "no_case": "Kontakt {ref} nie ma (jeszcze) zgłoszenia",
+           "title": "Zgłoszenie {number}", "not_found": "Nie ma zgłoszenia o tym numerze",
            "category": "Kategoria", "unit": "Realizuje", "status": "Stan", "place": "Miejsce",
            "created": "Przyjęto", "due": "Termin", "closed": "Zakończono",
            "duplicate_of": "Powtórzenie zgłoszenia", "history": "Historia",
            "open": "przyjęte", "assigned": "przydzielone", "in_progress": "w realizacji",
            "completed": "załatwione", "rejected": "odrzucone", "duplicate": "powtórzone"},
-    "en": {"title": "Report {number}", "not_found": "There is no report with this number",
+    "en": {"lookup": "Look up a report", "number": "Report or contact number",
+           "show": "Show", "no_case": "Contact {ref} has no report (yet)",
+           "title": "Report {number}", "not_found": "There is no report with this number",
            "category": "Category", "unit": "Handled by", "status": "Status", "place": "Place",
            "created": "Received", "due": "Due", "closed": "Closed",
            "duplicate_of": "Repeats report", "history": "History",
            "open": "received", "assigned": "assigned", "in_progress": "in progress",
            "completed": "completed", "rejected": "rejected", "duplicate": "duplicate"},
-    "uk": {"title": "Повідомлення {number}", "not_found": "Повідомлення з таким номером немає",
+    "uk": {"lookup": "Перевірити повідомлення", "number": "Номер повідомлення або звернення",
+           "show": "Показати", "no_case": "Звернення {ref} (ще) не має повідомлення",
+           "title": "Повідомлення {number}", "not_found": "Повідомлення з таким номером немає",
            "category": "Категорія", "unit": "Виконує", "status": "Стан", "place": "Місце",
            "created": "Прийнято", "due": "Термін", "closed": "Завершено",
            "duplicate_of": "Повторює повідомлення", "history": "Історія",
@@ -56,14 +68,58 @@ def _texts(lang: str) -> dict[str, str]:
 def setup_public_cases(app: web.Application, service: RoutingService) -> None:
     app[SERVICE_KEY] = service
     app.router.add_get(PATH, case_page)
+    app.router.add_get(LOOKUP, lookup_page)
+
+
+def _lang(request: web.Request, service: RoutingService) -> str:
+    lang = request.query.get("lang", "")
+    return lang if lang in service.cfg.city.languages else service.cfg.city.default_language
+
+
+def _form(lang: str, value: str = "") -> str:
+    t = _texts(lang)
+    return (f'<form method="get" action="{LOOKUP}"><input type="hidden" name="lang" '
+            f'value="{_e(lang)}"><label>{_e(t["number"])} <input name="number" required '
+            f'maxlength="40" value="{_e(value)}" autocomplete="off"></label> '
+            f'<button>{_e(t["show"])}</button></form>')
+
+
+async def _case_number(service: RoutingService, typed: str) -> tuple[str, str]:
+    """(case number, "") for what a resident typed, or ("", why not) in their words' key."""
+    wanted = "".join(typed.split()).upper()
+    if NUMBER.match(wanted):
+        try:
+            return (await service.cases.get(wanted))["number"], ""
+        except CitylineError:
+            return "", "not_found"
+    if REF.match(wanted):
+        try:
+            ix = await service.interaction_by_ref(wanted)
+        except CitylineError:
+            return "", "not_found"
+        return (ix["case"], "") if ix.get("case") else ("", "no_case")
+    return "", "not_found"
+
+
+async def lookup_page(request: web.Request) -> web.Response:
+    """The form; with `number`, a redirect to the case's page (303) or the form again (404)."""
+    service = request.app[SERVICE_KEY]
+    lang = _lang(request, service)
+    t = _texts(lang)
+    typed = request.query.get("number", "")[:40]
+    if not typed.strip():
+        return _page(lang, t["lookup"], _form(lang))
+    number, why = await _case_number(service, typed)
+    if number:
+        raise web.HTTPSeeOther(f"/cases/{number}?lang={lang}")
+    message = t["no_case"].format(ref=typed.strip()) if why == "no_case" else t["not_found"]
+    return _page(lang, t["lookup"], f"<p>{_e(message)}</p>" + _form(lang, typed), status=404)
 
 
 async def case_page(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     cfg = service.cfg
-    lang = request.query.get("lang", "")
-    if lang not in cfg.city.languages:
-        lang = cfg.city.default_language
+    lang = _lang(request, service)
     t = _texts(lang)
     number = request.match_info["number"]
     view: dict[str, Any] | None = None
@@ -73,7 +129,8 @@ async def case_page(request: web.Request) -> web.Response:
         except CitylineError:
             view = None
     if view is None:
-        return _page(lang, t["not_found"], f"<p>{_e(number)}</p>", status=404)
+        return _page(lang, t["not_found"], f"<p>{_e(number)}</p>" + _form(lang, number),
+                     status=404)
     tz = cfg.city.tzinfo()
 
     def when(ms: Any) -> str:
@@ -87,15 +144,19 @@ async def case_page(request: web.Request) -> web.Response:
             (t["created"], when(view["created_ms"])), (t["due"], when(view["due_ms"]))]
     if view["closed_ms"]:
         rows.append((t["closed"], when(view["closed_ms"])))
-    if view["duplicate_of"]:
-        rows.append((t["duplicate_of"], view["duplicate_of"]))
-    dl = "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows if v) + "</dl>"
+    dl = "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows if v)
+    if view["duplicate_of"]:  # the case whose outcome this one shares: one click away
+        other = view["duplicate_of"]
+        dl += (f'<dt>{_e(t["duplicate_of"])}</dt><dd><a href="/cases/{_e(other)}?lang='
+               f'{_e(lang)}">{_e(other)}</a></dd>')
+    dl += "</dl>"
     items = "".join(
         f'<li><time>{_e(when(h["time_ms"]))}</time> '
         f'<strong>{_e(t.get(h["status"], h["status"]))}</strong>'
         + (f'<p class="note">{_e(h["note"])}</p>' if h["note"] else "") + "</li>"
         for h in view["history"])
-    body = dl + f'<h2>{_e(t["history"])}</h2><ol class="history">{items}</ol>'
+    body = (dl + f'<h2>{_e(t["history"])}</h2><ol class="history">{items}</ol>'
+            + f'<h2>{_e(t["lookup"])}</h2>' + _form(lang))
     return _page(lang, t["title"].format(number=view["number"]), body)
 
 
