@@ -1,6 +1,6 @@
 """The city's case statistics for anyone: GET /stats/cases (HTML) and
 GET /stats/cases.json (JSON), no login, ?since=&until= (YYYY-MM-DD, local days;
-default the last 30 days).
+default the last 30 days) and ?lang= (the city's languages; labels and the page's words).
 
 Counts and medians per category and per unit, and a map of open cases whose places are rounded
 to ~100 m (`PUBLIC_DECIMALS`, like the public case page). Nothing personal: no description,
@@ -33,12 +33,19 @@ def setup_public_case_stats(app: web.Application, service: RoutingService) -> No
     app.router.add_get(JSON_PATH, stats_json, name="public.case_stats_json")
 
 
+def _lang(request: web.Request) -> str:
+    city = request.app[SERVICE_KEY].cfg.city
+    lang = request.query.get("lang", "")
+    return lang if lang in city.languages else city.default_language
+
+
 async def _public(request: web.Request) -> dict[str, Any]:
     service = request.app[SERVICE_KEY]
     since, until = case_reports.parse_days(request.query.get("since", ""),
                                            request.query.get("until", ""),
                                            service.cfg.city.tzinfo())
-    report = await case_reports.build(service, since_ms=since, until_ms=until)
+    report = await case_reports.build(service, since_ms=since, until_ms=until,
+                                      lang=_lang(request))
     return case_reports.public_dict(report, PUBLIC_DECIMALS)
 
 
@@ -53,16 +60,22 @@ async def stats_json(request: web.Request) -> web.Response:
 async def stats_page(request: web.Request) -> web.StreamResponse:
     # router.web imports router.http.api, which registers this module: import it late
     from router.web.case_map import case_map
+    from router.web.case_report_texts import texts
     from router.web.render import render
 
     try:
         data = await _public(request)
     except BadRange as exc:
         return json_error(400, "bad_request", str(exc))
-    tz = request.app[SERVICE_KEY].cfg.city.tzinfo()
+    city = request.app[SERVICE_KEY].cfg.city
+    lang = _lang(request)
+    t = texts(lang)
+    tz = city.tzinfo()
     labels = {g["key"]: g["label"] for g in data["categories"]}
     points = [{**p, "label": labels.get(p["category"], p["category"])}
               for p in data["open_cases"]]
-    return render("cases_report.html", report=data, public=True,
-                  since=day_of(data["since_ms"], tz), until=day_of(data["until_ms"], tz),
-                  timezone=str(tz), map_svg=case_map(points, title="Open cases (~100 m)"))
+    return render("cases_report.html", report=data, public=True, lang=lang, t=t,
+                  languages=city.languages, since=day_of(data["since_ms"], tz),
+                  until=day_of(data["until_ms"], tz), timezone=str(tz),
+                  map_svg=case_map(points, title=t["map_title"], empty=t["map_empty"],
+                                   overdue=t["overdue"]))

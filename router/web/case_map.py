@@ -24,7 +24,7 @@ def _n(v: float) -> str:
 
 
 def case_map(points: Sequence[Mapping[str, Any]], title: str = "Open cases",
-             empty: str = "No open cases with a location") -> str:
+             empty: str = "No open cases with a location", overdue: str = "overdue") -> str:
     """`points`: dicts with lat, lon, category, label (optional) and overdue."""
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
              f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{_t(title)}" '
@@ -66,7 +66,7 @@ def case_map(points: Sequence[Mapping[str, Any]], title: str = "Open cases",
         outline = ' stroke="#000000" stroke-width="2"' if p.get("overdue") else ""
         parts.append(f'<circle class="case-point{" overdue" if p.get("overdue") else ""}" '
                      f'cx="{_n(x)}" cy="{_n(y)}" r="5" fill="{colours[cat]}"{outline}>'
-                     f"<title>{_t(labels[cat])}{' (overdue)' if p.get('overdue') else ''}"
+                     f"<title>{_t(labels[cat])}{f' ({_t(overdue)})' if p.get('overdue') else ''}"
                      "</title></circle>")
     lx, ly = WIDTH - LEGEND_W + 10, 40
     for cat, colour in colours.items():
@@ -75,6 +75,6 @@ def case_map(points: Sequence[Mapping[str, Any]], title: str = "Open cases",
         ly += 16
     parts.append(f'<circle cx="{lx + 5}" cy="{ly - 4}" r="5" fill="#ffffff" stroke="#000000" '
                  'stroke-width="2"/>')
-    parts.append(f'<text x="{lx + 14}" y="{ly}" fill="#333333">overdue</text>')
+    parts.append(f'<text x="{lx + 14}" y="{ly}" fill="#333333">{_t(overdue)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)

@@ -12,6 +12,7 @@ from router.case_reports import BadRange, day_of
 from router.http.api import SERVICE_KEY
 from router.http.app import json_error
 from router.web.case_map import case_map
+from router.web.case_report_texts import texts
 from router.web.render import render
 from router.web.session import STAFF, guard
 
@@ -32,8 +33,9 @@ async def cases_page(request: web.Request, principal: Principal) -> web.StreamRe
         return render("error.html", status=400, user=principal, message=str(exc))
     tz = request.app[SERVICE_KEY].cfg.city.tzinfo()
     return render("cases_report.html", user=principal, report=report, public=False,
-                  since=day_of(report.since_ms, tz), until=day_of(report.until_ms, tz),
-                  timezone=str(tz), map_svg=case_map(report.open_points))
+                  lang="en", t=texts("en"), since=day_of(report.since_ms, tz),
+                  until=day_of(report.until_ms, tz), timezone=str(tz),
+                  map_svg=case_map(report.open_points))
 
 
 @guard(STAFF, "data")

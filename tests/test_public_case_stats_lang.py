@@ -1,0 +1,45 @@
+"""The public case statistics speak the residents' languages: /stats/cases in the city's
+default language, ?lang= for the others (page words, category and unit labels, the map's
+legend), with links between them and to the case look-up; the staff report stays English."""
+
+from __future__ import annotations
+
+from tests.api_helpers import ApiHarness
+from tests.test_case_reports import LAT, LON, cfg, make, move  # noqa: F401 (fixtures)
+
+
+async def test_public_statistics_in_each_language(api: ApiHarness) -> None:
+    cases = api.service.cases
+    done = await make(cases)
+    await make(cases, "street_lighting", lat=LAT + 0.004, lon=LON - 0.003)
+    await move(cases, done, "in_progress", "completed")
+    anon = await api.client()
+
+    page = await (await anon.get("/stats/cases")).text()  # the packaged city: Polish first
+    assert '<html lang="pl">' in page
+    assert "Statystyka zgłoszeń" in page and "Według kategorii" in page
+    assert "Niedziałające latarnie uliczne" in page  # the category's Polish label
+    assert 'href="/cases?lang=pl"' in page
+    assert ">po terminie</text>" in page  # the map's legend too
+    for code in ("pl", "en", "uk"):
+        assert f'hreflang="{code}"' in page
+
+    en = await (await anon.get("/stats/cases?lang=en")).text()
+    assert '<html lang="en">' in en and "Case statistics" in en and "Median hours" in en
+    assert "Broken street lamps" in en
+    assert "Statystyka" not in en
+
+    uk = await (await anon.get("/stats/cases?lang=uk")).text()
+    assert '<html lang="uk">' in uk and "Статистика повідомлень" in uk
+    assert "Несправні вуличні ліхтарі" in uk
+    assert 'name="lang" value="uk"' in uk  # the date form keeps the language
+
+    odd = await (await anon.get("/stats/cases?lang=xx")).text()
+    assert '<html lang="pl">' in odd
+
+
+async def test_the_staff_report_stays_english(api: ApiHarness) -> None:
+    await make(api.service.cases)
+    sup = await api.session("maria", "supervisor")
+    text = await (await sup.client.get("/wall/cases")).text()
+    assert '<html lang="en">' in text and "Cases report" in text and "Open now" in text
