@@ -4,12 +4,15 @@ form again with a clear 404, and nothing typed is echoed unescaped."""
 
 from __future__ import annotations
 
-from tests.test_cases_loop import PHONE, City, cfg, city, ok, staff  # noqa: F401 (fixtures)
+from tests import test_cases_loop as loop
+from tests.test_cases_loop import PHONE, City, ok, staff
+
+cfg, city = loop.cfg, loop.city  # the packaged city with SMS and e-mail, and its API
 
 
 async def _case_of_a_text(c: City) -> tuple[str, str, str]:
     """(case number, its interaction's ref, the ref of a second text that has no case)."""
-    agent, _member, boss = await staff(c)
+    _agent, _member, boss = await staff(c)
     ix_id = await c.text("look-1", PHONE, "Dziura na ul. Polnej")
     bare = await c.text("look-2", "+48600100999", "Kiedy wywóz gabarytów?")
     made = await ok(await boss.post(f"/interactions/{ix_id}/case", {

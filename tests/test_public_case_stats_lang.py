@@ -4,8 +4,11 @@ legend), with links between them and to the case look-up; the staff report stays
 
 from __future__ import annotations
 
+from tests import test_case_reports as reports
 from tests.api_helpers import ApiHarness
-from tests.test_case_reports import LAT, LON, cfg, make, move  # noqa: F401 (fixtures)
+from tests.test_case_reports import LAT, LON, make, move
+
+cfg = reports.cfg  # the packaged city
 
 
 async def test_public_statistics_in_each_language(api: ApiHarness) -> None:
