@@ -68,6 +68,7 @@ def case_map(points: Sequence[Mapping[str, Any]], title: str = "Open cases",
                      f'cx="{_n(x)}" cy="{_n(y)}" r="5" fill="{colours[cat]}"{outline}>'
                      f"<title>{_t(labels[cat])}{f' ({_t(overdue)})' if p.get('overdue') else ''}"
                      "</title></circle>")
+    parts.extend(_scale_bar(area_w, scale))
     lx, ly = WIDTH - LEGEND_W + 10, 40
     for cat, colour in colours.items():
         parts.append(f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" fill="{colour}"/>')
@@ -78,3 +79,28 @@ def case_map(points: Sequence[Mapping[str, Any]], title: str = "Open cases",
     parts.append(f'<text x="{lx + 14}" y="{ly}" fill="#333333">{_t(overdue)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+M_PER_DEG_LAT = 111_320.0
+NICE_M = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000)
+
+
+def _scale_bar(area_w: float, px_per_deg: float) -> list[str]:
+    """A scale bar (the longest round length within a third of the drawing's width) under the
+    plot, and a north arrow by the legend: without streets, distance is what tells places
+    apart."""
+    px_per_m = px_per_deg / M_PER_DEG_LAT
+    fits = [m for m in NICE_M if m * px_per_m <= area_w / 3]
+    if not fits:
+        return []
+    metres = fits[-1]
+    length = metres * px_per_m
+    x, y = PAD, HEIGHT - 6
+    label = f"{metres // 1000} km" if metres >= 1000 else f"{metres} m"
+    return [
+        f'<g class="scale-bar"><path d="M{_n(x)} {_n(y - 5)}V{_n(y)}H{_n(x + length)}'
+        f'V{_n(y - 5)}" fill="none" stroke="#333333" stroke-width="1.5"/>'
+        f'<text x="{_n(x + length + 6)}" y="{_n(y)}" fill="#333333">{label}</text></g>',
+        f'<text class="north" x="{WIDTH - LEGEND_W + 10}" y="{HEIGHT - 10}" fill="#333333" '
+        'font-weight="bold">N \u2191</text>',
+    ]
