@@ -92,6 +92,47 @@ def render_definition(code: str, fmt: str) -> tuple[str, str]:
     return json.dumps({"service_code": code, "attributes": []}), "application/json"
 
 
+# --- discovery ----------------------------------------------------------------------------
+
+SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
+FORMAT_TYPES = ("text/xml", "application/json")
+
+
+def discovery(cfg: CitylineConfig, base_url: str, changeset: str) -> dict[str, Any]:
+    """What a client reads first (Open311 Service Discovery): one production GeoReport v2
+    endpoint, its formats, and where to ask for an api_key. `changeset`: when the service
+    list last changed (the process's start; the catalogue changes with a restart or an
+    admin's change)."""
+    contact = next(iter(cfg.channels.email.addresses), "") if cfg.channels.email.enabled else ""
+    return {
+        "changeset": changeset,
+        "contact": f"{cfg.city.name}" + (f" <{contact}>" if contact else ""),
+        "key_service": "api_key: an API token of an intake user, made by the city's "
+                       "administrator (cityline token create USER)",
+        "endpoints": [{"specification": SPECIFICATION, "url": base_url.rstrip("/") + "/v2",
+                       "changeset": changeset, "type": "production",
+                       "formats": list(FORMAT_TYPES)}],
+    }
+
+
+def render_discovery(data: dict[str, Any], fmt: str) -> tuple[str, str]:
+    if fmt != "xml":
+        return json.dumps(data, ensure_ascii=False), "application/json"
+    top = ET.Element("discovery")
+    for key in ("changeset", "contact", "key_service"):
+        ET.SubElement(top, key).text = str(data[key])
+    endpoints = ET.SubElement(top, "endpoints")
+    for ep in data["endpoints"]:
+        el = ET.SubElement(endpoints, "endpoint")
+        for key in ("specification", "url", "changeset", "type"):
+            ET.SubElement(el, key).text = str(ep[key])
+        formats = ET.SubElement(el, "formats")
+        for f in ep["formats"]:
+            ET.SubElement(formats, "format").text = f
+    body = ET.tostring(top, encoding="unicode")
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + body, "text/xml"
+
+
 # --- services -----------------------------------------------------------------------------
 
 def language(cfg: CitylineConfig, lang: str | None) -> str:

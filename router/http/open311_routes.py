@@ -2,6 +2,7 @@
 
 | route                                   | who                     |
 |-----------------------------------------|-------------------------|
+| GET  /open311/discovery.{json,xml}      | anyone (Service Discovery) |
 | GET  services.{json,xml}                | anyone                  |
 | GET  services/{code}.{json,xml}         | anyone                  |
 | POST requests.{json,xml}                | api_key of an intake or admin user (an API token) |
@@ -30,10 +31,12 @@ from router.service import RoutingService
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "/open311/v2"
+ROOT = "/open311"
+PREFIX = f"{ROOT}/v2"
 FMT = "{fmt:json|xml}"
 SERVICE_KEY = web.AppKey("cityline_open311_service", RoutingService)
 AUTH_KEY = web.AppKey("cityline_open311_auth", Auth)
+STARTED_KEY = web.AppKey("cityline_open311_started", str)
 MAX_BODY = 64 * 1024
 DAY_MS = 86_400_000
 
@@ -41,6 +44,8 @@ DAY_MS = 86_400_000
 def setup_open311(app: web.Application, service: RoutingService, auth: Auth) -> None:
     app[SERVICE_KEY] = service
     app[AUTH_KEY] = auth
+    app[STARTED_KEY] = open311.iso(int(time.time() * 1000), service.cfg.city.tzinfo()) or ""
+    app.router.add_get(f"{ROOT}/discovery.{FMT}", discovery)
     app.router.add_get(f"{PREFIX}/services.{FMT}", list_services)
     app.router.add_get(PREFIX + "/services/{code:[A-Za-z0-9_.-]+}." + FMT, service_definition)
     app.router.add_post(f"{PREFIX}/requests.{FMT}", post_request)
@@ -61,6 +66,18 @@ def _error(exc: open311.Open311Error, fmt: str) -> web.Response:
 
 def _lang(request: web.Request, service: RoutingService) -> str:
     return open311.language(service.cfg, request.query.get("lang"))
+
+
+def _base_url(request: web.Request, service: RoutingService) -> str:
+    """The public address when configured (cases.public_url), else the one asked for."""
+    public = service.cfg.cases.public_url.rstrip("/")
+    return (public or f"{request.scheme}://{request.host}") + ROOT
+
+
+async def discovery(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    data = open311.discovery(service.cfg, _base_url(request, service), request.app[STARTED_KEY])
+    return _answer(open311.render_discovery(data, request.match_info["fmt"]))
 
 
 async def list_services(request: web.Request) -> web.Response:
