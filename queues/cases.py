@@ -1,11 +1,11 @@
 """Cases (service requests) in Redis: one method per Lua script, and the reads.
 
-Every change is one script (`case_create`, `case_status`, `case_assign`, `case_link`) that
-checks its preconditions, writes the case, its history, its indexes and appends CASECREATED or
-CASESTATUS to the event stream in the same call; a refusal changes nothing. Who may make a change
-(unit membership) is the router's decision (`router.cases`); the scripts re-check that the case
-is still with the unit the caller checked (StaleError otherwise) and that the transition is one
-of the allowed ones (StateError).
+Every change is one script (`case_create`, `case_status`, `case_assign`, `case_link`,
+`case_photo`) that checks its preconditions, writes the case, its history, its indexes and
+appends CASECREATED or CASESTATUS to the event stream in the same call; a refusal changes
+nothing. Who may make a change (unit membership) is the router's decision (`router.cases`); the
+scripts re-check that the case is still with the unit the caller checked (StaleError otherwise)
+and that the transition is one of the allowed ones (StateError).
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ class CaseStore:
             "case_create",
             [k.case(case_id), k.case_history(case_id), k.case_subscribers(case_id),
              k.unit_cases(fields["unit"]), k.case_geo(fields["category"]), k.case_seq,
-             k.case_numbers, k.events, k.ix(ix_id) if ix_id else k.case(case_id)],
+             k.case_numbers, k.events, k.ix(ix_id) if ix_id else k.case(case_id),
+             k.case_by_created],
             [case_id, json.dumps(fields), self.tz_offset_ms(), prefix, target_ms,
              subscriber.key if subscriber else "", subscriber.to_json() if subscriber else "",
              ix_id, by, by_agent, note, public_note, self.events_maxlen],
@@ -146,6 +147,20 @@ class CaseStore:
         )  # fmt: skip
         return bool(int(res[0]))
 
+    async def add_photo(
+        self, case_id: str, ref: str, *, unit: str, max_photos: int, by: str = "",
+        by_agent: str = "", note: str = "",
+    ) -> int:  # fmt: skip
+        """Append photo reference `ref` to the case (`case_photo`); returns its index.
+        StaleError if the case left `unit`, StateError when it has `max_photos` already."""
+        k = self.keys
+        res = await self.scripts.call(
+            "case_photo",
+            [k.case(case_id), k.case_history(case_id), k.events],
+            [case_id, ref, unit, max_photos, by, by_agent, note, self.events_maxlen],
+        )  # fmt: skip
+        return int(res[1])
+
     # --- reads --------------------------------------------------------------------------
 
     async def get(self, case_id: str) -> dict[str, str]:
@@ -178,6 +193,47 @@ class CaseStore:
             rows = await pipe.execute()
         return [{"id": cid, **{_s(a): _s(b) for a, b in row.items()}}
                 for cid, row in zip(case_ids, rows, strict=True) if row]
+
+    async def created_ids(self, since_ms: float = float("-inf"), until_ms: float = float("inf"),
+                          *, limit: int | None = None, newest_first: bool = False) -> list[str]:
+        """Ids of the cases made in [since_ms, until_ms] (the creation-time index), oldest
+        first or newest first, at most `limit` (None: all, read in pages)."""
+        await self.index_created()
+        key, page = self.keys.case_by_created, 5000
+        lo = "-inf" if since_ms == float("-inf") else int(since_ms)
+        hi = "+inf" if until_ms == float("inf") else int(until_ms)
+        out: list[str] = []
+        while limit is None or len(out) < limit:
+            want = page if limit is None else min(page, limit - len(out))
+            if newest_first:
+                raw = await self.redis.zrevrangebyscore(key, hi, lo, start=len(out), num=want)
+            else:
+                raw = await self.redis.zrangebyscore(key, lo, hi, start=len(out), num=want)
+            out.extend(_s(m) for m in raw)
+            if len(raw) < want:
+                break
+        return out
+
+    async def index_created(self) -> int:
+        """Add to the creation-time index the cases made before it existed (an upgrade); returns
+        how many. Two O(1) counts when there is nothing to do; ZADD NX with the case's own
+        created_ms, so processes doing it at once agree."""
+        k = self.keys
+        if await self.redis.zcard(k.case_by_created) >= await self.redis.hlen(k.case_numbers):
+            return 0
+        ids = [_s(raw) async for _number, raw in self.redis.hscan_iter(k.case_numbers,
+                                                                         count=1000)]
+        added = 0
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start:start + 1000]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for case_id in chunk:
+                    pipe.hget(k.case(case_id), "created_ms")
+                created = await pipe.execute()
+            scores = {cid: int(t) for cid, t in zip(chunk, created, strict=True) if t is not None}
+            if scores:
+                added += int(await self.redis.zadd(k.case_by_created, scores, nx=True))
+        return added
 
     async def unit_open(self, unit: str, limit: int = 500) -> list[str]:
         """Ids of the unit's open cases, the most urgent (earliest due) first."""

@@ -302,3 +302,10 @@ class Keys:
     @property
     def case_numbers(self) -> str:
         return f"{self.prefix}casenums"
+
+    # ZSET: case id -> created_ms, every case forever (like the number map): Open311's list of a
+    # period and the city's reports read ranges of it instead of scanning every number. Written
+    # by case_create.lua; cases made before it existed are added by `CaseStore.index_created`.
+    @property
+    def case_by_created(self) -> str:
+        return f"{self.prefix}cases:by_created"

@@ -11,14 +11,27 @@ sent by whichever process runs that channel, retried while the peer is down:
 | sms, voice        | SMS to the number (a withheld caller ID: no notice)              |
 | telegram          | the bot, to the chat                                             |
 | webform           | the e-mail or phone given on the form (as the form's answers)    |
-| chat              | the contact the agent recorded with the case, if any             |
+| chat              | the contact the agent recorded with the case, else the one the   |
+|                   | resident gave when starting the chat, else the chat itself       |
 
-When no channel can carry it (a chat without a contact, a channel that is off), a delivery
-record with status `no_channel` says so next to the interaction, and the public status page
+The web chat has no address to send to later: a conversation is its only route. A notice for a
+chat subscriber (`via="chat"`, `to` = the interaction id) is therefore not an outbox job but a
+message of the city's own (sender "system") posted into the conversation while it is live
+(queued, offered or connected), which the chat adapter delivers like an agent's message (and
+records as `delivered` once it is on the resident's screen). Whatever the channel of the
+subscriber, a case made from (or a report linked to) a live chat also posts the case number and
+its status link into that chat, whatever `cases.notify_on` says (`chat_link`): the link is the
+chat resident's way to follow the case. Once the chat has ended, a notice cannot reach them: the
+delivery record says so (`no_channel`, with when the link was given in the chat, if it was).
+
+When no channel can carry it (a chat that ended, a channel that is off), a delivery record with
+status `no_channel` says so next to the interaction, and the public status page
 (/cases/<number>) is the resident's only way to learn the outcome.
 
 The job's item is `case:<number>:<status>`, so one resident gets one notice per status however
-often it is asked for (a retry of the request, a second process): the outbox claims it once.
+often it is asked for (a retry of the request, a second process): the outbox claims it once; a
+chat post is claimed the same way. The link posted into a chat for a subscriber told by e-mail
+or SMS is item `case:<number>:open:chat`, so both records stand side by side.
 """
 
 from __future__ import annotations
@@ -27,16 +40,22 @@ import json
 import logging
 import re
 import time
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from queues.cases import Subscriber
 from router.config import CitylineConfig
+from router.errors import CitylineError, NotFound
 from router.identity import contact_of, phone_identity
-from router.outbox import OutboundJob, submit
+from router.outbox import SUBMITTED_TTL_S, OutboundJob, submit
 
 logger = logging.getLogger(__name__)
 
 _TG = re.compile(r"^(?:tg|telegram):(-?\d{1,20})$")
+# A chat conversation the resident is (or may come back to, within the reconnect grace) in:
+# a message posted now reaches them. In wrap-up the chat has already told them it ended.
+LIVE_CHAT_STATES = frozenset({"queued", "offered", "connected"})
 
 TEXTS: dict[str, dict[str, str]] = {
     "pl": {
@@ -102,40 +121,60 @@ def _contact_route(contact: str, region: str) -> tuple[str, str]:
     return ("email", clean) if "@" in clean else ("sms", clean)
 
 
+def _channel_route(channel: str, ix: dict[str, str], meta: dict[str, Any],
+                   region: str) -> tuple[str, str]:
+    """(via, to) from what the channel the resident used knows of them, or ("", "")."""
+    if channel == "email":
+        to = str(meta.get("reply_to") or ix.get("resident") or "")
+        return ("email", to) if to else ("", "")
+    if channel in ("sms", "voice"):
+        ident = phone_identity(ix.get("resident", ""), region)
+        return ("sms", ident[len("tel:"):]) if ident else ("", "")
+    if channel == "telegram":
+        m = _TG.match(ix.get("resident", "").strip())
+        chat = str(meta.get("chat_id") or (m.group(1) if m else ""))
+        return ("telegram", chat) if chat else ("", "")
+    if channel == "webform":
+        route = _contact_route(str(meta.get("contact") or ix.get("resident") or ""), region)
+        if not route[0] and meta.get("phone"):
+            route = _contact_route(str(meta["phone"]), region)
+        return route
+    if channel == "chat":
+        # the contact typed when starting the chat (channels/chat keeps it in meta "contact"),
+        # else the conversation itself, as long as it lasts
+        route = _contact_route(str(meta.get("contact") or ""), region)
+        if not route[0] and ix.get("id"):
+            route = ("chat", ix["id"])
+        return route
+    return "", ""
+
+
 def subscriber_for(cfg: CitylineConfig, ix: dict[str, str], contact: str = "") -> Subscriber:
     """How the resident of interaction `ix` is told of the case's outcome. `contact` (an
     e-mail address or a phone number the resident gave the agent) wins over what the channel
-    knows, which is the only way for a web chat."""
+    knows; one that is not a usable address is ignored (the channel's own route stands)."""
     region = cfg.city.country
     channel = ix.get("channel", "")
     meta = _meta(ix)
-    via, to = "", ""
-    if contact:
-        via, to = _contact_route(contact, region)
-    elif channel == "email":
-        to = str(meta.get("reply_to") or ix.get("resident") or "")
-        via = "email" if to else ""
-    elif channel in ("sms", "voice"):
-        ident = phone_identity(ix.get("resident", ""), region)
-        if ident:
-            via, to = "sms", ident[len("tel:"):]
-    elif channel == "telegram":
-        m = _TG.match(ix.get("resident", "").strip())
-        chat = str(meta.get("chat_id") or (m.group(1) if m else ""))
-        if chat:
-            via, to = "telegram", chat
-    elif channel == "webform":
-        via, to = _contact_route(str(meta.get("contact") or ix.get("resident") or ""), region)
-        if not via and meta.get("phone"):
-            via, to = _contact_route(str(meta["phone"]), region)
+    via, to = _contact_route(contact, region) if contact else ("", "")
+    if not via:
+        via, to = _channel_route(channel, ix, meta, region)
     reply_id = str(meta.get("message_id") or "") if via == "email" and channel == "email" else ""
     return Subscriber(ix=ix.get("id", ""), via=via, to=to,
                       language=ix.get("language") or cfg.city.default_language,
                       ref=ix.get("ref", ""), channel=channel, reply_to_id=reply_id)
 
 
+def status_url(cfg: CitylineConfig, number: str, lang: str) -> str:
+    """The case's public status page: absolute with `cases.public_url`, else relative (the web
+    chat page is served by cityline itself, so the relative link works there)."""
+    return f"{cfg.cases.public_url.rstrip('/')}/cases/{number}?lang={lang}"
+
+
 def notice_text(cfg: CitylineConfig, case: dict[str, str], status: str, note: str,
-                lang: str) -> str:
+                lang: str, *, relative_link: bool = False) -> str:
+    """The notice in `lang`; the status link only with `cases.public_url`, or, with
+    `relative_link` (a message shown on cityline's own chat page), a relative one."""
     t = texts(lang)
     skill = cfg.skills.get(case.get("category", ""))
     category = (skill.labels.get(lang) or next(iter(skill.labels.values()), "")) if skill else ""
@@ -143,9 +182,8 @@ def notice_text(cfg: CitylineConfig, case: dict[str, str], status: str, note: st
     parts = [t.get(status, t["completed"]).format(number=number, category=category or "-")]
     if note.strip():
         parts.append(t["note"].format(note=" ".join(note.split())))
-    base = cfg.cases.public_url.rstrip("/")
-    if base:
-        parts.append(t["link"].format(url=f"{base}/cases/{number}?lang={lang}"))
+    if cfg.cases.public_url or relative_link:
+        parts.append(t["link"].format(url=status_url(cfg, number, lang)))
     parts.append(t["sign"].format(city=cfg.city.name))
     return "\n".join(parts)
 
@@ -155,11 +193,93 @@ def _enabled(cfg: CitylineConfig, via: str) -> bool:
     return bool(getattr(block, "enabled", False))
 
 
+def _lang(cfg: CitylineConfig, lang: str) -> str:
+    return lang if lang in cfg.city.languages else cfg.city.default_language
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def _chat_ended_error(service: Any, number: str, ix_id: str) -> str:
+    """What the delivery record of a notice that found the chat over says: whether (and when)
+    the case number and its status link were given in the chat before it ended."""
+    records = await service.channel_state("chat").deliveries(ix_id)
+    given = [r for r in (records.get(f"case:{number}:open"),
+                         records.get(f"case:{number}:open:chat"))
+             if r and r.get("status") in ("sent", "delivered")]
+    if not given:
+        return ("the chat has ended and the resident left no contact: not told (the public "
+                "status page only)")
+    first = min(given, key=lambda r: int(r.get("at_ms") or 0))
+    tz = ZoneInfo(service.cfg.city.timezone)
+    when = datetime.fromtimestamp(int(first.get("at_ms") or 0) / 1000, tz)
+    how = "shown" if any(r.get("status") == "delivered" for r in given) else "posted"
+    return (f"the chat has ended: not told; the case number and status link were {how} in "
+            f"the chat at {when:%Y-%m-%d %H:%M} ({service.cfg.city.timezone})")
+
+
+async def _post_to_chat(service: Any, case: dict[str, str], status: str, note: str,
+                        sub: Subscriber, *, item: str, record_ended: bool) -> str:
+    """Post the notice of `status` into the web chat conversation `sub.ix` while it is live.
+    Returns "queued" (posted: the chat adapter shows it, in this or any process, and records
+    `delivered` once it is on the resident's screen), "already" (posted before) or
+    "no_channel" (the chat is over; with `record_ended` a delivery record says so)."""
+    cfg: CitylineConfig = service.cfg
+    number = case.get("number", "")
+    state = service.channel_state("chat")
+    claim = f"{sub.ix}:{item}"
+    if not await state.claim("case_notice", claim, SUBMITTED_TTL_S):
+        return "already"
+    lang = _lang(cfg, sub.language)
+    try:
+        ix = await service.interaction(sub.ix)
+    except NotFound:
+        ix = {}
+    if ix.get("state") in LIVE_CHAT_STATES:
+        url = status_url(cfg, number, lang)
+        text = notice_text(cfg, case, status, note, lang, relative_link=True)
+        try:
+            index = await service.system_message(sub.ix, text, notice=item, link=url)
+        except CitylineError as exc:  # it ended between the read and the post
+            logger.info("cases: %s %s: chat %s ended meanwhile (%s)", number, status, sub.ix,
+                        exc)
+        else:
+            await state.set_delivery(sub.ix, item, {
+                "status": "sent", "to": sub.ix, "via": "chat", "attempts": 1, "error": "",
+                "message": index, "at_ms": _now_ms()})
+            logger.info("cases: %s %s: posted into chat %s", number, status, sub.ix)
+            return "queued"
+    # nothing was posted: a later call (the chat cannot come back) finds the same and says so
+    await state.release("case_notice", claim)
+    if record_ended:
+        await state.set_delivery(sub.ix, item, {
+            "status": "no_channel", "to": sub.ix, "via": "chat", "attempts": 0,
+            "error": await _chat_ended_error(service, number, sub.ix), "at_ms": _now_ms()})
+        logger.info("cases: %s %s: chat %s is over, resident not told", number, status, sub.ix)
+    return "no_channel"
+
+
+async def chat_link(service: Any, case: dict[str, str], sub: Subscriber) -> str:
+    """The case was made from (or a report linked to) the web chat of `sub`: post its number
+    and status link into that chat while it is live, whatever `cases.notify_on` says: it is how
+    a chat resident follows the case. "" when the report did not come by chat, else as
+    `_post_to_chat`. For a subscriber told through the chat itself this is their `open` notice
+    (a later `notify` of `open` finds it done); for one told by e-mail or SMS (a contact was
+    given) it is a separate item, and a chat already over is not recorded (the contact is)."""
+    if sub.channel != "chat" or not sub.ix:
+        return ""
+    number = case.get("number", "")
+    in_chat = sub.via == "chat"
+    item = f"case:{number}:open" if in_chat else f"case:{number}:open:chat"
+    return await _post_to_chat(service, case, "open", "", sub, item=item, record_ended=in_chat)
+
+
 async def notify(service: Any, case: dict[str, str], status: str, note: str,
                  subscribers: list[Subscriber]) -> list[dict[str, str]]:
     """Queue the notice of `status` for every subscriber; returns per subscriber {ix, via,
-    result}: queued, already (queued before), no_channel, channel_off. `service` is the
-    RoutingService."""
+    result}: queued (for a chat: posted into the live conversation), already (queued before),
+    no_channel, channel_off. `service` is the RoutingService."""
     cfg: CitylineConfig = service.cfg
     number = case.get("number", "")
     item = f"case:{number}:{status}"
@@ -184,7 +304,12 @@ async def notify(service: Any, case: dict[str, str], status: str, note: str,
             logger.warning("cases: %s %s: the %s channel is off; %s not told", number, status,
                            sub.via, sub.key)
             continue
-        lang = sub.language if sub.language in cfg.city.languages else cfg.city.default_language
+        if sub.via == "chat":
+            result = await _post_to_chat(service, case, status, note, sub, item=item,
+                                         record_ended=True)
+            out.append({"ix": sub.ix, "via": "chat", "result": result})
+            continue
+        lang = _lang(cfg, sub.language)
         text = notice_text(cfg, case, status, note, lang)
         payload: dict[str, Any] = {"ref": sub.ref or number, "language": lang, "case": number}
         if sub.via == "email":

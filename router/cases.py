@@ -22,6 +22,7 @@ made it. Should that process die in between, the status is changed and the notic
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -30,11 +31,11 @@ from typing import Any
 
 from queues import errors as store_errors
 from queues.cases import FINAL_STATUSES, CaseStore, Created, Subscriber
-from router import case_notices
+from router import case_notices, case_photos
 from router.auth import Principal, Role
 from router.config import CitylineConfig
 from router.config_cases import CasesConfig, CategoryRule
-from router.errors import Forbidden, NotFound, Unprocessable, from_store
+from router.errors import CitylineError, Forbidden, NotFound, Unprocessable, from_store
 
 logger = logging.getLogger(__name__)
 
@@ -156,17 +157,26 @@ class CaseService:
     # --- making cases -------------------------------------------------------------------
 
     async def create_from_interaction(
-        self, ix: dict[str, str], data: CaseInput, actor: Actor
+        self, ix: dict[str, str], data: CaseInput, actor: Actor, *, with_photos: bool = True
     ) -> Created:
         """A case for the problem reported in interaction `ix` (already read and checked by
-        the caller: the agent holds it, or a supervisor). 409 `exists` if it has one."""
+        the caller: the agent holds it, or a supervisor). 409 `exists` if it has one.
+        Its photos: `data.photos`, else (unless `with_photos` is False: the agent picked none)
+        the web form's photo, or the e-mail's attachments that are images (router.case_photos).
+        """
         meta = case_notices._meta(ix)
         category = data.category or ix.get("topic", "")
         lat, lon = data.lat, data.lon
         if lat is None and lon is None and meta.get("lat") is not None:
             lat, lon = _float(meta.get("lat")), _float(meta.get("lon"))
-        photo = meta.get("photo")
-        photos = list(data.photos) or ([f"{ix.get('id', '')}/{photo}"] if photo else [])
+        photos = list(data.photos)
+        if not photos and with_photos:
+            photo = meta.get("photo")
+            if photo:
+                photos = [f"{ix.get('id', '')}/{photo}"]
+            elif ix.get("channel") == "email":
+                photos = await asyncio.to_thread(case_photos.image_attachments,
+                                                 self.cfg.data_dir, ix.get("id", ""))
         fields = self._fields(
             category, description=data.description or ix.get("body", ""),
             address=data.address or str(meta.get("address") or ""), lat=lat, lon=lon,
@@ -217,9 +227,13 @@ class CaseService:
             subscriber=subscriber, by=actor.name, by_agent=actor.agent_id, note=note))
         logger.info("cases: %s (%s) created for unit %s from %s by %s", done.number,
                     fields["category"], fields["unit"], ix_id or "no interaction", actor.name)
-        if "open" in self.cfg.cases.notify_on and subscriber is not None:
+        if subscriber is not None:
+            # the reporter learns the number: in their live web chat always (its status link
+            # is how they follow the case), on their channel when `open` is in notify_on
             case = await self._do(self.store.get(done.id))
-            await case_notices.notify(self.service, case, "open", "", [subscriber])
+            await case_notices.chat_link(self.service, case, subscriber)
+            if "open" in self.cfg.cases.notify_on:
+                await case_notices.notify(self.service, case, "open", "", [subscriber])
         return done
 
     # --- reading ------------------------------------------------------------------------
@@ -242,32 +256,14 @@ class CaseService:
 
     async def created_between(self, since_ms: int, until_ms: int,
                               limit: int = 5000) -> list[dict[str, str]]:
-        """Cases made in [since_ms, until_ms], newest first, at most `limit` (Open311's list).
-        No index by date exists: the number map is scanned and the ids, which start with their
-        creation time (microseconds, hex), pick the candidates before any case is read."""
-        lo, hi = (since_ms - 60_000) * 1000, (until_ms + 60_000) * 1000  # clock slack
-        ids: list[str] = []
-        async for _number, raw in self.store.redis.hscan_iter(self.store.keys.case_numbers,
-                                                              count=1000):
-            cid = raw.decode() if isinstance(raw, bytes) else str(raw)
-            try:
-                t = int(cid[:14], 16)
-            except ValueError:
-                continue
-            if lo <= t <= hi:
-                ids.append(cid)
-        ids.sort(reverse=True)
-        out = [c for c in await self.store.many(ids[:limit])
-               if since_ms <= int(c.get("created_ms") or 0) <= until_ms]
-        return out
+        """Cases made in [since_ms, until_ms], newest first, at most `limit` (Open311's list):
+        a range of the creation-time index (`Keys.case_by_created`), never a scan."""
+        ids = await self.store.created_ids(since_ms, until_ms, limit=limit, newest_first=True)
+        return await self.store.many(ids)
 
     async def all_cases(self) -> list[dict[str, str]]:
-        """Every case (the number map scanned, like `created_between`): for the city's reports."""
-        ids: list[str] = []
-        async for _number, raw in self.store.redis.hscan_iter(self.store.keys.case_numbers,
-                                                              count=1000):
-            ids.append(raw.decode() if isinstance(raw, bytes) else str(raw))
-        return await self.store.many(sorted(set(ids)))
+        """Every case, oldest first (the creation-time index): for the city's reports."""
+        return await self.store.many(await self.store.created_ids())
 
     async def find_duplicates(self, category: str, lat: float | None, lon: float | None,
                               *, exclude: str = "") -> list[dict[str, Any]]:
@@ -295,7 +291,11 @@ class CaseService:
     async def set_status(self, number: str, status: str, actor: Actor, *, note: str = "",
                          public_note: str = "", duplicate_of: str = "") -> dict[str, Any]:
         """Move the case on (members of its unit, supervisors); the notices of a status in
-        `cases.notify_on` are queued. Returns the case after the change and the notices."""
+        `cases.notify_on` are queued. Returns the case after the change and the notices.
+
+        Queued here so the answer says what became of them (queued, no_channel...); the case
+        notices worker (router/case_worker.py) queues them again from the CASESTATUS event,
+        which finds them `already` queued, or queues them if this process died before."""
         if status not in STATUSES:
             raise Unprocessable(f"unknown status {status!r}", code="unknown_status")
         case = await self.get(number)
@@ -310,12 +310,14 @@ class CaseService:
         after = await self._do(self.store.get(case["id"]))
         notices: list[dict[str, str]] = []
         if status in self.cfg.cases.notify_on and status != case["status"]:
-            notices = await self.resend_notices(after, status, public_note or note)
+            # the resident reads the public note only; the internal note stays with the staff
+            notices = await self.resend_notices(after, status, public_note)
         return {"case": after, "notices": notices}
 
     async def resend_notices(self, case: dict[str, str], status: str,
                              note: str) -> list[dict[str, str]]:
-        """Queue the notice of `status` for every subscriber who has not had it (idempotent)."""
+        """Queue the notice of `status` for every subscriber who has not had it (idempotent):
+        also what the case notices worker calls for a CASESTATUS event."""
         return await case_notices.notify(self.service, case, status, note,
                                          await self.store.subscribers(case["id"]))
 
@@ -344,6 +346,7 @@ class CaseService:
         after = await self._do(self.store.get(case["id"]))
         if linked:
             logger.info("cases: %s linked to %s by %s", ix["id"], number, actor.name)
+            await case_notices.chat_link(self.service, after, sub)  # whatever notify_on says
             if "open" in self.cfg.cases.notify_on:
                 await case_notices.notify(self.service, after, "open", "", [sub])
         return after, linked
@@ -370,8 +373,83 @@ class CaseService:
             "closed_ms": int(case.get("closed_ms") or 0) or None,
             "duplicate_of": case.get("duplicate_of") or None,
             "history": [{"status": str(h.get("status", "")), "time_ms": int(h.get("t") or 0),
-                         "note": str(h.get("public_note") or "")} for h in history],
+                         "note": str(h.get("public_note") or "")} for h in history
+                        if h.get("action") != "photo"],  # staff's photos are not public
         }
+
+    # --- photos (router.case_photos; never on the public page nor in Open311) ------------
+
+    MAX_PHOTOS = 20  # a case's photos: the resident's (10 at most) and the unit's
+
+    @property
+    def max_photo_bytes(self) -> int:
+        """The largest photo a member may add: the web form's limit, one rule for residents
+        and staff."""
+        return int(self.cfg.channels.webform.max_photo_bytes)
+
+    async def photo(self, case: dict[str, str], index: int) -> case_photos.Photo:
+        """The bytes and sniffed type of the case's photo number `index` (the caller checked
+        who may see the case). NotFound for an index out of range, a link (Open311
+        media_url: never fetched), a missing or unsafe file, or a file that is not an image."""
+        refs = _photo_refs(case)
+        if not 0 <= index < len(refs):
+            raise NotFound(f"case {case.get('number')} has no photo {index}",
+                           code="unknown_photo")
+        try:
+            return await asyncio.to_thread(case_photos.read_photo, self.cfg.data_dir,
+                                           refs[index])
+        except case_photos.PhotoMissing as exc:
+            logger.warning("cases: photo %d of %s not served: %s", index, case.get("number"),
+                           exc)
+            raise NotFound(f"photo {index} of case {case.get('number')} is not available",
+                           code="photo_missing") from None
+
+    async def add_photo(self, number: str, data: bytes, actor: Actor,
+                        note: str = "") -> tuple[dict[str, str], int]:
+        """A member of the case's unit (or a supervisor) adds a photo: the bytes must be a
+        JPEG, PNG, WebP or GIF image (422 not_a_photo) of at most `max_photo_bytes` (413
+        photo_too_large). The file is written first and recorded by `case_photo`; a refusal
+        removes it again. Returns (the case after, the new photo's index)."""
+        case = await self.get(number)
+        self._check_member(actor, case["unit"])
+        if len(data) > self.max_photo_bytes:
+            logger.warning("cases: photo for %s by %s refused: %d bytes (limit %d)", number,
+                           actor.name, len(data), self.max_photo_bytes)
+            raise PhotoTooLarge(f"the photo is larger than {self.max_photo_bytes} bytes")
+        kind = case_photos.sniff(data[:case_photos.HEAD_BYTES])
+        if kind is None:
+            logger.warning("cases: photo for %s by %s refused: not an image (%d bytes)",
+                           number, actor.name, len(data))
+            raise Unprocessable("the file is not a JPEG, PNG, WebP or GIF image",
+                                code="not_a_photo")
+        if len(_photo_refs(case)) >= self.MAX_PHOTOS:  # the script re-checks it
+            raise Unprocessable(f"the case has {self.MAX_PHOTOS} photos, the most it keeps",
+                                code="too_many_photos")
+        ref = await asyncio.to_thread(case_photos.save_upload, self.cfg.data_dir, case["id"],
+                                      data, kind)
+        try:
+            index = await self._do(self.store.add_photo(
+                case["id"], ref, unit=case["unit"], max_photos=self.MAX_PHOTOS, by=actor.name,
+                by_agent=actor.agent_id, note=note or "photo added"))
+        except BaseException:
+            await asyncio.to_thread(case_photos.remove_upload, self.cfg.data_dir, ref)
+            raise
+        logger.info("cases: photo %d (%s, %d bytes) added to %s by %s", index, kind, len(data),
+                    number, actor.name)
+        return await self._do(self.store.get(case["id"])), index
+
+
+class PhotoTooLarge(CitylineError):
+    code = "photo_too_large"
+    status = 413
+
+
+def _photo_refs(case: dict[str, str]) -> list[str]:
+    try:
+        refs = json.loads(case.get("photos") or "[]")
+    except ValueError:
+        return []
+    return [str(r) for r in refs] if isinstance(refs, list) else []
 
 
 def _float(value: Any) -> float | None:

@@ -100,10 +100,11 @@ class CasesConfig(Section):
         "the case's status page, PUBLIC_URL/cases/<number>; empty: they give the number only",
     )
     notify_on: list[NoticeStatus] = Field(
-        default_factory=lambda: ["completed", "rejected"],
+        default_factory=lambda: ["open", "completed", "rejected"],
         description="statuses of which the residents who reported (and linked duplicates) are "
         "told on the channel they used; `open`: when the case is made (or their report linked "
-        "to it), with its number",
+        "to it), with its number (a resident in a live web chat is shown the number and the "
+        "status link there whatever this says)",
     )
 
     @property

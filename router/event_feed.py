@@ -10,12 +10,17 @@ retried - also by another process, if this one died (XAUTOCLAIM).
 Delivery is at least once: handlers must be idempotent (ringing an agent who already rings, or
 hanging up a channel already gone, must be harmless). A handler that keeps failing is given up
 after `MAX_DELIVERIES`, logged with the event, so one poisoned event cannot block a channel.
+
+The same reader serves workers that are not channel adapters (the case notices,
+`router.case_worker`): such a handler names its own group and says which events it `wants`, and
+may have a fresh group start some way back in the stream (`replay_ms`) instead of at its end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -42,23 +47,54 @@ class EventHandler(Protocol):
     async def handle_event(self, event: Event, interaction: dict[str, str]) -> None: ...
 
 
+class EventWorker(Protocol):
+    """A handler that is not a channel adapter: its own group, and the events it wants.
+
+    `replay_ms`: a fresh group starts this far back in the stream (0: at its end, like a
+    channel's), for a worker that must not miss what happened just before it first ran.
+    """
+
+    group: str
+    replay_ms: int
+
+    def wants(self, event: Event) -> bool: ...
+
+    async def handle_event(self, event: Event, interaction: dict[str, str]) -> None: ...
+
+
 class EventFeed:
-    """One consumer-group reader for one channel's adapter."""
+    """One consumer-group reader for one channel's adapter (or one worker)."""
 
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, handler: EventHandler, consumer: str
-    ) -> None:
+        self, redis: aioredis.Redis, keys: Keys, handler: EventHandler | EventWorker,
+        consumer: str,
+    ) -> None:  # fmt: skip
         self.redis = redis
         self.keys = keys
         self.handler = handler
-        self.group = f"ch:{handler.channel}"
         self.consumer = consumer
         self.delivered = 0
+        self.wants: Callable[[Event], bool]
+        self.replay_ms = 0
+        if callable(getattr(handler, "wants", None)):  # a worker: its group, its events
+            worker: EventWorker = handler  # type: ignore[assignment]
+            self.group = worker.group
+            self.wants = worker.wants
+            self.replay_ms = int(worker.replay_ms)
+        else:  # a channel adapter: the events of its channel, in `ch:<channel>`
+            channel = handler.channel  # type: ignore[union-attr]
+            self.group = f"ch:{channel}"
+            self.wants = lambda event: event.channel == channel
 
     async def ensure_group(self) -> None:
-        """Create the group at the stream's end on first use: history is not replayed."""
+        """Create the group on first use: at the stream's end (history is not replayed), or
+        `replay_ms` back by Redis' clock (stream ids are milliseconds of that clock)."""
+        start = "$"
+        if self.replay_ms > 0:
+            seconds, micros = await self.redis.time()
+            start = f"{max(0, seconds * 1000 + micros // 1000 - self.replay_ms)}-0"
         try:
-            await self.redis.xgroup_create(self.keys.events, self.group, id="$", mkstream=True)
+            await self.redis.xgroup_create(self.keys.events, self.group, id=start, mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -70,7 +106,7 @@ class EventFeed:
             logger.warning("%s: unreadable event %s dropped: %r", self.group, entry_id, fields)
             await self.redis.xack(self.keys.events, self.group, entry_id)
             return
-        if event.channel == self.handler.channel:
+        if self.wants(event):
             ix = await self.redis.hgetall(self.keys.ix(event.ix)) if event.ix else {}
             try:
                 await self.handler.handle_event(event, ix)
@@ -116,8 +152,8 @@ class EventFeed:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.ensure_group()
-        logger.info("%s: delivering events to the %s adapter (consumer %s)", self.group,
-                    self.handler.channel, self.consumer)
+        logger.info("%s: delivering events to %s (consumer %s)", self.group,
+                    type(self.handler).__name__, self.consumer)
         loop = asyncio.get_running_loop()
         next_retry = loop.time()
         while not stop.is_set():

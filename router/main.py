@@ -387,6 +387,8 @@ class Cityline:
             self.supervisor.start("directory", DirectoryWatcher(self.directory).run)
         for name, run in self._channel_components():
             self.supervisor.start(name, run)
+        for name, run in self._case_components():
+            self.supervisor.start(name, run)
         for name, run in self._extra:
             self.supervisor.start(name, run)
         if self.supervisor.names:
@@ -445,6 +447,19 @@ class Cityline:
             feed = EventFeed(self.redis, self.keys, adapter, consumer=self.name)
             components.append((f"{adapter.name}-events", feed.run))
         return components
+
+    def _case_components(self) -> list[tuple[str, ComponentRun]]:
+        """The case notices worker: every process with channels runs one consumer of the
+        `cases:notices` group, so a notice is queued even if the process that changed the case
+        died right after its script (router/case_worker.py)."""
+        if (self.service is None or self.redis is None or not self._with_channels
+                or not self.config.cases.enabled):
+            return []
+        from router.case_worker import CaseNoticeWorker
+
+        feed = EventFeed(self.redis, self.keys, CaseNoticeWorker(self.service),
+                         consumer=self.name)
+        return [("case-notices", feed.run)]
 
     def _make_dispatcher(self) -> Any:
         if self.store is None:

@@ -415,3 +415,12 @@ class RoutingService:
             escalate_after_ms=0 if req.agent else pl.escalation_after_ms(self.cfg, queue, 0),
             max_wait_ms=0 if req.agent else pl.max_wait_ms(self.cfg, queue),
             note=req.note, by=by or by_agent))
+
+    async def system_message(self, ix_id: str, text: str, **extra: Any) -> int:
+        """A message of the city's own in the conversation (sender "system": a case number and
+        its status link, router.case_notices), for the resident's channel to show like an
+        agent's; `extra` is kept with it (the web chat reads `notice` and `link`). Not an
+        agent's answer: the chat's reply timers ignore it. Refused once the interaction has
+        ended; allowed in any state before, like a resident's message (queues/lua/message.lua)."""
+        return await self._do(self.store.message(ix_id, sender="system", text=text,
+                                                 extra=extra))

@@ -298,9 +298,11 @@ def _secs(value: float | None) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
+# KB: first-contact resolutions from the knowledge base (kb_resolved); KB% of handled, and
+# KB/FCR: their share of all first-contact resolutions.
 _QUEUE_COLUMNS = (
     "Offered", "Answered", "Aband", "Short", "SL", "Aband%", "ASA", "AHT", "Xfer%", "FCR%",
-    "RONA", "Timeout",
+    "KB", "KB%", "KB/FCR", "RONA", "Timeout",
 )  # fmt: skip
 
 
@@ -308,21 +310,22 @@ def _queue_cells(f: QueueFigures) -> list[str]:
     return [
         str(f.offered), str(f.answered), str(f.abandoned), str(f.short_abandoned),
         _pct(f.service_level), _pct(f.abandonment_rate), _secs(f.asa_s), _secs(f.aht_s),
-        _pct(f.transfer_rate), _pct(f.fcr_rate), str(f.rona), str(f.timeouts),
+        _pct(f.transfer_rate), _pct(f.fcr_rate), str(f.kb_resolved), _pct(f.kb_rate),
+        _pct(f.kb_fcr_share), str(f.rona), str(f.timeouts),
     ]  # fmt: skip
 
 
 _AGENT_COLUMNS = (
-    "Name", "Offers", "Answered", "RONA", "Handled", "AHT", "Talk", "Wrap-up", "Ready",
-    "Paused", "Occupancy",
+    "Name", "Offers", "Answered", "RONA", "Handled", "FCR", "KB", "AHT", "Talk", "Wrap-up",
+    "Ready", "Paused", "Occupancy",
 )  # fmt: skip
 
 
 def _agent_cells(name: str, f: AgentFigures) -> list[str]:
     return [
-        name, str(f.offers), str(f.answered), str(f.rona), str(f.handled), _secs(f.aht_s),
-        _secs(f.talk_s), _secs(f.wrapup_s), _secs(f.ready_s), _secs(f.paused_s),
-        _pct(f.occupancy),
+        name, str(f.offers), str(f.answered), str(f.rona), str(f.handled),
+        str(f.first_contact_resolved), str(f.kb_resolved), _secs(f.aht_s), _secs(f.talk_s),
+        _secs(f.wrapup_s), _secs(f.ready_s), _secs(f.paused_s), _pct(f.occupancy),
     ]  # fmt: skip
 
 
@@ -344,7 +347,8 @@ def render_text(doc: dict[str, Any], tz: ZoneInfo) -> str:
     if "queues" in doc:
         queues: list[NamedFigures] = doc["queues"]
         rows = [[q.name, *_queue_cells(q.figures)] for q in queues]
-        parts.append(_table(["Queue", *_QUEUE_COLUMNS], rows or [["(none)", *[""] * 12]]))
+        empty = [["(none)", *[""] * len(_QUEUE_COLUMNS)]]
+        parts.append(_table(["Queue", *_QUEUE_COLUMNS], rows or empty))
     if "channels" in doc:
         channels: list[NamedFigures] = doc["channels"]
         total: NamedFigures = doc["total"]
@@ -355,9 +359,8 @@ def render_text(doc: dict[str, Any], tz: ZoneInfo) -> str:
         agents: list[NamedAgentFigures] = doc["agents"]
         # the table shows who worked; the JSON document lists every agent
         rows = [[a.agent, *_agent_cells(a.name, a.figures)] for a in agents if _active(a.counters)]
-        parts.append(
-            _table(["Agent", *_AGENT_COLUMNS], rows or [["(no activity)", *[""] * 11]], left=2)
-        )
+        empty = [["(no activity)", *[""] * len(_AGENT_COLUMNS)]]
+        parts.append(_table(["Agent", *_AGENT_COLUMNS], rows or empty, left=2))
     if "intervals" in doc:
         intervals: list[IntervalRow] = doc["intervals"]
         rows = [
@@ -368,6 +371,6 @@ def render_text(doc: dict[str, Any], tz: ZoneInfo) -> str:
             ]
             for r in intervals
         ]
-        empty = [["(no traffic)", "", *[""] * 12]]
+        empty = [["(no traffic)", "", *[""] * len(_QUEUE_COLUMNS)]]
         parts.append(_table(["Interval", "Scope", *_QUEUE_COLUMNS], rows or empty, left=2))
     return "\n".join(parts)

@@ -43,6 +43,9 @@ class QueueFigures(BaseModel):
     rona: int = 0
     deflected: int = 0
     first_contact_resolved: int = 0
+    kb_resolved: int = Field(
+        0, description="first-contact resolutions from the knowledge base (a card answered it)"
+    )
     service_level: float | None = Field(
         None, description="answered within T / (answered + abandoned after T)"
     )
@@ -56,6 +59,10 @@ class QueueFigures(BaseModel):
     avg_abandon_wait_s: float | None = None
     transfer_rate: float | None = Field(None, description="transfers / answered")
     fcr_rate: float | None = Field(None, description="first-contact resolved / handled")
+    kb_rate: float | None = Field(None, description="resolved from the knowledge base / handled")
+    kb_fcr_share: float | None = Field(
+        None, description="resolved from the knowledge base / first-contact resolved"
+    )
 
     @classmethod
     def from_counters(cls, counters: Mapping[str, int | str]) -> QueueFigures:
@@ -78,6 +85,7 @@ class QueueFigures(BaseModel):
             rona=n("rona"),
             deflected=n("deflected"),
             first_contact_resolved=n("first_contact_resolved"),
+            kb_resolved=n("kb_resolved"),
             service_level=_ratio(n("answered_within_sl"), n("answered") + n("abandoned_after_sl")),
             abandonment_rate=_ratio(n("abandoned") - short, n("offered") - short),
             asa_s=_ratio(n("wait_sum_answered_ms"), n("answered"), 1 / 1000),
@@ -87,6 +95,8 @@ class QueueFigures(BaseModel):
             avg_abandon_wait_s=_ratio(n("wait_sum_abandoned_ms"), n("abandoned"), 1 / 1000),
             transfer_rate=_ratio(n("transfers"), n("answered")),
             fcr_rate=_ratio(n("first_contact_resolved"), n("handled")),
+            kb_rate=_ratio(n("kb_resolved"), n("handled")),
+            kb_fcr_share=_ratio(n("kb_resolved"), n("first_contact_resolved")),
         )
 
 
@@ -99,6 +109,7 @@ class AgentFigures(BaseModel):
     handled: int = 0
     transfers: int = 0
     first_contact_resolved: int = 0
+    kb_resolved: int = 0
     talk_s: float = 0.0
     wrapup_s: float = 0.0
     ready_s: float = 0.0
@@ -125,6 +136,7 @@ class AgentFigures(BaseModel):
             handled=n("handled"),
             transfers=n("transfers"),
             first_contact_resolved=n("first_contact_resolved"),
+            kb_resolved=n("kb_resolved"),
             talk_s=n("talk_sum_ms") / 1000,
             wrapup_s=n("wrapup_sum_ms") / 1000,
             ready_s=n("ready_ms") / 1000,

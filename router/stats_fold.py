@@ -308,7 +308,10 @@ class Fold:
         self.add(t, [s.c, ALL], "ivr_abandoned")
 
     def _on_message(self, t: int, f: Mapping[str, str], s: _Scopes) -> None:
-        who = "agent" if f.get("from") == "agent" else "resident"
+        sender = f.get("from")
+        if sender == "system":  # the city's own (a case's number and link): nobody's words
+            return
+        who = "agent" if sender == "agent" else "resident"
         self.add(t, [s.q, s.c, ALL], f"messages_from_{who}")
         if who == "agent":
             self.add(t, [s.a], "messages_sent")

@@ -223,12 +223,17 @@ async def test_sms_and_email_reports_one_case_both_told(city: City) -> None:
         return (await city.service.deliveries(ix_id)).get(item, {}).get("status") == "sent"
 
     assert await eventually(lambda: sent(sms_ix)) and await eventually(lambda: sent(mail_ix))
-    # the SMS resident got a text through the gateway ...
-    [text] = [t for t in city.gateway.texts_to(PHONE) if number in t]
-    assert "Ubytek załatano." in text and "asfalt" not in text
-    # ... the e-mail resident a mail through the smarthost, in the thread of their own mail
-    [mail] = [m for m in city.mails_to(MAIL) if number in m["Subject"]]
-    assert mail["In-Reply-To"] == message_id
+    # the SMS resident got two texts through the gateway: the number, then the outcome ...
+    texts = [t for t in city.gateway.texts_to(PHONE) if number in t]
+    assert [t for t in texts if t.startswith(f"Zgłoszenie przyjęto pod numerem {number}")]
+    [text] = [t for t in texts if "załatwione" in t]
+    assert len(texts) == 2 and "Ubytek załatano." in text and "asfalt" not in text
+    # ... the e-mail resident, linked, two mails through the smarthost, in their own thread
+    mails = [m for m in city.mails_to(MAIL) if number in m["Subject"]]
+    [linked_mail] = [m for m in mails if "przyjęte" in m["Subject"]]
+    [mail] = [m for m in mails if "załatwione" in m["Subject"]]
+    assert len(mails) == 2
+    assert mail["In-Reply-To"] == linked_mail["In-Reply-To"] == message_id
     assert "Ubytek załatano." in mail.get_content() and "asfalt" not in mail.get_content()
     assert await ok(await member.get("/units/roads/cases")) == {"unit": "roads", "cases": []}
     # asked again (another process, a retry): nobody is told twice
@@ -248,9 +253,13 @@ async def test_email_report_rejected_resident_told(city: City) -> None:
     resp = await member.put(f"/cases/{number}/status", {
         "status": "rejected", "public_note": "Latarnia należy do zarządcy osiedla."})
     assert (await ok(resp))["case"]["status"] == "rejected"
-    mails = await eventually(lambda: [m for m in city.mails_to(MAIL) if number in m["Subject"]])
+    mails = await eventually(lambda: [m for m in city.mails_to(MAIL)
+                                      if number in m["Subject"] and "odrzucone" in m["Subject"]])
     assert mails[0]["In-Reply-To"] == message_id
     assert "odrzucone" in mails[0].get_content() and "zarządcy" in mails[0].get_content()
+    # the number came first, when the case was made (notify_on's default has `open`)
+    [opened] = [m for m in city.mails_to(MAIL) if "przyjęte" in m["Subject"]]
+    assert number in opened.get_content()
 
 
 async def test_permissions(city: City) -> None:

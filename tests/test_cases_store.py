@@ -393,20 +393,56 @@ def test_subscriber_for_each_channel(cfg: CitylineConfig) -> None:
     assert sub("telegram", "tg:12345") == ("telegram", "12345")
     assert sub("webform", "x@y.pl", {"contact": "x@y.pl"}) == ("email", "x@y.pl")
     assert sub("webform", "+48600100201", {"contact": "+48600100201"}) == ("sms", "+48600100201")
-    assert sub("chat", "web:abc") == ("", "")
+    # a chat: the agent's contact, else the one typed when starting the chat, else the chat
+    assert sub("chat", "web:abc") == ("chat", "i")
     assert sub("chat", "web:abc", contact="600 100 202") == ("sms", "+48600100202")
+    assert sub("chat", "web:abc", {"contact": "ola@example.org"}) == ("email", "ola@example.org")
+    assert sub("chat", "", {"contact": "ola@example.org"}, contact="600 100 202") == (
+        "sms", "+48600100202")
+    # an agent's contact that is no address does not silence the channel's own route
+    assert sub("chat", "web:abc", contact="nie wiem") == ("chat", "i")
+    assert sub("sms", "+48600100200", contact="nie wiem") == ("sms", "+48600100200")
 
 
-async def test_a_chat_resident_without_contact_gets_no_channel_record(
+async def test_a_chat_resident_whose_chat_ended_gets_an_honest_no_channel_record(
     cases: CaseService, service: RoutingService
 ) -> None:
     ix = await report(service, channel=Channel.chat, resident="web:s1")
+    await service.resident_left(ix["id"])  # the chat is over before the case is made
     done = await cases.create_from_interaction(ix, CaseInput(category="road_damage"), BOSS)
+    opened = (await service.deliveries(ix["id"]))[f"case:{done.number}:open"]
+    assert opened["status"] == "no_channel" and opened["channel"] == "chat"
+    assert "left no contact" in opened["error"]
     await cases.set_status(done.number, "in_progress", MEMBER)
     out = await cases.set_status(done.number, "rejected", MEMBER, public_note="Nie nasze")
-    assert out["notices"] == [{"ix": ix["id"], "via": "", "result": "no_channel"}]
+    assert out["notices"] == [{"ix": ix["id"], "via": "chat", "result": "no_channel"}]
     record = (await service.deliveries(ix["id"]))[f"case:{done.number}:rejected"]
-    assert record["status"] == "no_channel"
+    assert record["status"] == "no_channel" and "the chat has ended" in record["error"]
+    assert [m["text"] for m in await service.messages(ix["id"])] == []  # nothing posted
+
+
+async def test_a_live_chat_is_told_the_number_whatever_notify_on_says(
+    cfg: CitylineConfig, cases: CaseService, service: RoutingService
+) -> None:
+    cfg.cases.notify_on = ["completed"]
+    ix = await report(service, channel=Channel.chat, resident="web:s2", language="en")
+    done = await cases.create_from_interaction(ix, CaseInput(category="road_damage"), BOSS)
+    [posted] = await service.messages(ix["id"])
+    assert posted["from"] == "system" and done.number in posted["text"]
+    assert posted["link"] == f"/cases/{done.number}?lang=en"
+    assert f"Status: /cases/{done.number}?lang=en" in posted["text"]
+    assert posted["notice"] == f"case:{done.number}:open"
+    record = (await service.deliveries(ix["id"]))[f"case:{done.number}:open"]
+    assert record["status"] == "sent" and record["channel"] == "chat"
+    # asked again (a second process, resend): posted once
+    case = await cases.get(done.number)
+    from router.case_notices import chat_link, notify
+
+    sub = (await cases.subscribers(case))[0]
+    assert await chat_link(service, case, sub) == "already"
+    assert await notify(service, case, "open", "", [sub]) == [
+        {"ix": ix["id"], "via": "chat", "result": "already"}]
+    assert len(await service.messages(ix["id"])) == 1
 
 
 async def test_notice_text_in_the_residents_language(cfg: CitylineConfig) -> None:

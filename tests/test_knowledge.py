@@ -26,6 +26,7 @@ from router.knowledge import (
     snippet,
 )
 from router.stats import INTERVAL_MS, StatsAggregator
+from router.stats_figures import QueueFigures
 from tests.api_helpers import ApiHarness, error_of
 from tests.routing_fixtures import CONFIG
 from tests.stats_events import (
@@ -427,6 +428,8 @@ async def test_kb_resolved_counts_contacts_answered_from_a_card_and_never_transf
     iv = t - t % INTERVAL_MS
     total = {k: int(v) for k, v in (await redis.hgetall(keys.stats_interval(iv, "all"))).items()}
     assert (total["handled"], total["first_contact_resolved"], total["kb_resolved"]) == (4, 3, 2)
+    figures = QueueFigures.from_counters(total)  # what cityline stats, the report, the wall show
+    assert (figures.kb_resolved, figures.kb_rate, figures.kb_fcr_share) == (2, 0.5, 2 / 3)
     a1 = await redis.hgetall(keys.stats_interval(iv, "a:a1"))
     assert a1["kb_resolved"] == "2"
     assert not await redis.hexists(keys.stats_interval(iv, "a:a3"), "kb_resolved")

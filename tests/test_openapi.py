@@ -79,15 +79,22 @@ async def test_request_and_response_schemas(document: dict[str, Any]):
     for route in ROUTES:
         op = document["paths"][route.full_path][route.method.lower()]
         assert op["operationId"] == route.name and op["summary"] == route.summary
-        if route.request is None:
+        if route.upload:
+            form = op["requestBody"]["content"]["multipart/form-data"]["schema"]
+            assert form["properties"][route.upload]["format"] == "binary"
+            assert {"413", "415", "422"} <= set(op["responses"])
+        elif route.request is None:
             assert "requestBody" not in op, route.full_path
         else:
             schema = op["requestBody"]["content"]["application/json"]["schema"]
             resolved = _resolve(document, schema["$ref"])
             assert resolved["additionalProperties"] is False, route.request
             assert set(resolved["properties"]) == set(route.request.model_fields)
-        success = op["responses"][str(route.status)]["content"]["application/json"]["schema"]
-        if route.response is not None:
+        content = op["responses"][str(route.status)]["content"]
+        if route.media:  # an image, not JSON
+            assert set(content) == set(route.media)
+        elif route.response is not None:
+            success = content["application/json"]["schema"]
             assert set(_resolve(document, success["$ref"])["properties"]) == set(
                 route.response.model_fields
             )
@@ -111,6 +118,17 @@ async def test_documented_intake_schema_matches_the_model(document: dict[str, An
     assert "429" in login["responses"]
     agent_login = document["paths"]["/api/v1/agents/{agent_id}/login"]["post"]
     assert agent_login["requestBody"]["required"] is False  # {} is a valid body
+
+
+async def test_case_photo_routes_are_documented(document: dict[str, Any]):
+    photo = document["paths"]["/api/v1/cases/{number}/photos/{index}"]["get"]
+    assert set(photo["responses"]["200"]["content"]) == {
+        "image/jpeg", "image/png", "image/webp", "image/gif"}
+    assert {"403", "404"} <= set(photo["responses"])
+    upload = document["paths"]["/api/v1/cases/{number}/photos"]["post"]
+    assert upload["requestBody"]["required"] is True
+    assert "multipart/form-data" in upload["requestBody"]["content"]
+    assert {"201", "403", "404", "413", "415", "422"} <= set(upload["responses"])
 
 
 async def test_a_route_declared_twice_is_refused(

@@ -485,6 +485,7 @@ async def test_deflections_and_messages(
         deflected(t + S, "d2", "", channel="webform"),
         message(t + 2 * S, "m1", "mail", "resident", 300, channel="email"),
         message(t + 3 * S, "m1", "mail", "agent", 200, agent="anna", channel="email"),
+        message(t + 4 * S, "m1", "mail", "system", 90, channel="email"),  # a case's number
     )
     await fold_all(agg)
     assert await counters(redis, keys, t, "q:info") == {"deflected": 1}

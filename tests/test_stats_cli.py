@@ -113,8 +113,10 @@ def test_stats_text_through_the_cli_parser(
     assert "2026-03-10T09:00:00+01:00 .. 2026-03-10T12:00:00+01:00" in lines[0]
     info = next(line for line in lines if line.startswith("info "))
     assert info.split() == [
-        "info", "2", "1", "1", "0", "50.0%", "50.0%", "8.0s", "2:20", "0.0%", "100.0%", "0", "0",
+        "info", "2", "1", "1", "0", "50.0%", "50.0%", "8.0s", "2:20", "0.0%", "100.0%",
+        "0", "0.0%", "0.0%", "0", "0",
     ]  # fmt: skip
+    assert "KB/FCR" in next(line for line in lines if line.startswith("Queue "))
     assert any(line.startswith("voice ") for line in lines)
     assert any(line.startswith("all ") for line in lines)
 
@@ -185,3 +187,56 @@ def test_unreachable_redis_and_bad_arguments(
     assert "YYYY-MM-DD" in capsys.readouterr().err
     assert stats_command(ns(config=str(config_file), redis_url=nowhere, queue=["nope"])) == 2
     assert "no such queue" in capsys.readouterr().err
+
+
+def kbanswer(t: int, ix: str, queue: str, agent: str) -> dict[str, str]:
+    """An agent answered contact `ix` from a knowledge card while connected, never transferred."""
+    return {"ev": "KBANSWER", "t": str(t), "queue": queue, "ix": ix, "agent": agent,
+            "channel": "voice", "card": "dog-tax", "during": "connected", "transfers": "0",
+            "first": "1"}
+
+
+@pytest.fixture
+async def kb_traffic(redis: aioredis.Redis, config_file: Path) -> None:
+    """Four contacts handled at first contact, one of them answered from a knowledge card."""
+    t = local_ms("2026-03-10T10:00:00")
+    events = [addmember(t - 60_000, "anna")]
+    for i in range(4):
+        ix, at = f"k{i}", t + i * 200_000
+        events += [enterqueue(at, ix, "info"), connect(at + 5000, ix, "info", "anna", 5000)]
+        if i == 0:
+            events.append(kbanswer(at + 10_000, ix, "info", "anna"))
+        events.append(complete(at + 65_000, ix, "info", "anna", 5000, 60_000))
+    await Events(redis).add_all(*events)
+    agg = StatsAggregator(redis, Keys(), load_config(config_file, env={}))
+    while await agg.fold_once():
+        pass
+
+
+@pytest.mark.usefixtures("kb_traffic")
+def test_stats_show_resolutions_from_the_knowledge_base(
+    config_file: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["stats", "--config", str(config_file), "--redis-url", redis_url,
+            "--since", "2026-03-10T09:00", "--until", "2026-03-10T12:00"]
+    assert cli.main([*base, "--format", "json", "--agents"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    total = doc["total"]["figures"]
+    assert (total["handled"], total["first_contact_resolved"], total["kb_resolved"]) == (4, 4, 1)
+    assert total["kb_rate"] == pytest.approx(0.25)  # of handled
+    assert total["kb_fcr_share"] == pytest.approx(0.25)  # of first-contact resolutions
+    assert doc["agents"][0]["figures"]["kb_resolved"] == 1
+    assert cli.main(base) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("Queue ")).split()
+    info = next(line for line in lines if line.startswith("info ")).split()
+    cells = dict(zip(header[1:], info[1:], strict=True))
+    assert (cells["FCR%"], cells["KB"], cells["KB%"], cells["KB/FCR"]) == (
+        "100.0%", "1", "25.0%", "25.0%")
+    assert cli.main([*base, "--by", "agent"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("Agent ")).split()
+    anna = next(line for line in lines if line.startswith("anna ")).split()
+    assert header[header.index("KB")] == "KB"
+    # "Anna Nowak" takes two cells when split on blanks
+    assert anna[header.index("KB") + 1] == "1"

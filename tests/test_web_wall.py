@@ -97,6 +97,35 @@ def test_tiles_are_coloured_against_the_targets(cfg: CitylineConfig) -> None:
     assert tile(empty, "voice")["fields"]["today_sl"] == "-"
 
 
+def test_tiles_show_first_contact_resolution_and_the_knowledge_base(
+    cfg: CitylineConfig,
+) -> None:
+    today = {"handled": 8, "first_contact_resolved": 6, "kb_resolved": 3}
+    interval = {"handled": 2, "first_contact_resolved": 1}
+    total = QueueFigures.from_counters(today)
+    snapshot = LiveSnapshot(
+        now_ms=1_000_000, day="2026-01-01", interval_start_ms=900_000,
+        queues=[_queue(today, interval)], channels=[], total=total, agents=[],
+    )  # fmt: skip
+    payload = build_payload(snapshot, [], cfg)
+    f = tile(payload, "voice")["fields"]
+    assert (f["today_fcr"], f["today_kb"], f["today_kb_share"], f["today_kb_rate"]) == (
+        "75.0%", "3", "50.0%", "37.5%")
+    assert (f["interval_fcr"], f["interval_kb"], f["interval_kb_share"]) == ("50.0%", "0", "0.0%")
+    assert (payload["total"]["kb"], payload["total"]["kb_share"]) == ("3", "50.0%")
+    empty = build_payload(snapshot.model_copy(update={"queues": [_queue({}, {})]}), [], cfg)
+    assert tile(empty, "voice")["fields"]["today_kb_share"] == "-"  # no data, not 0 %
+
+
+async def test_the_wall_page_has_the_knowledge_base_row(h: ApiHarness) -> None:
+    sup = await supervisor(h)
+    html = await (await sup.client.get("/wall")).text()
+    for field in ("today_fcr", "today_kb", "today_kb_share", "interval_kb"):
+        assert f'data-f="{field}"' in html
+    report = await (await sup.client.get("/wall/report")).text()
+    assert "<th>KB</th>" in report and "<th>KB/FCR</th>" in report
+
+
 async def test_waiting_list_orders_by_priority_then_wait(
     redis: aioredis.Redis, service: RoutingService
 ) -> None:
@@ -256,7 +285,8 @@ async def test_report_and_csv_match_cityline_stats(
         ms = int(datetime.fromisoformat(row["interval_start"]).timestamp() * 1000)
         figures = by_scope[(row["kind"], row["name"], ms)]
         for name in ("offered", "answered", "abandoned", "handled", "service_level",
-                     "abandonment_rate", "asa_s", "aht_s"):  # fmt: skip
+                     "abandonment_rate", "asa_s", "aht_s", "fcr_rate", "kb_resolved",
+                     "kb_rate", "kb_fcr_share"):  # fmt: skip
             expected = figures[name]
             got = row[name]
             assert (got == "" and expected is None) or float(got) == pytest.approx(expected), (

@@ -10,7 +10,9 @@
         message      -> resident_message (also while waiting)
         leave        -> waiting: resident_left (ABANDON, exact wait); talking: resident_ended
     router events (EventFeed of the `chat` channel) and, every tick, the state of each held
-    conversation: an agent connected -> `agent_joined`; agent MESSAGE -> `message`; back in the
+    conversation: an agent connected -> `agent_joined`; agent MESSAGE -> `message`; a message of
+    the city's own (sender "system": a case number and its status link, router.case_notices)
+    -> `message` {from: "city", text, link}, its delivery recorded; back in the
     queue -> `agent_left` {reason}; COMPLETEAGENT -> `ended` by agent; EXITWITHTIMEOUT / ABANDON
     not caused here -> `ended` by timeout / resident
 
@@ -39,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import time
 from collections import deque
@@ -88,6 +91,10 @@ ENDED_TTL_S = 3_600.0
 # one-time actions of the sweep (ending, handing back) are claimed this long
 CLAIM_TTL_S = 86_400.0
 AGENT_INACTIVE_NOTE = "agent inactive"
+# the links a city message may carry to the page: a case's status page, relative (served here)
+# or on the configured public site; anything else (javascript:, data:) is never sent
+SAFE_LINK = re.compile(
+    r"^(?:https?://[^\s\"'<>?#]+?)?/cases/[A-Za-z0-9-]{1,64}(?:\?lang=[a-z]{2})?$")
 
 
 def awaiting_answer(messages: list[dict[str, Any]], connected_ms: int
@@ -107,6 +114,19 @@ def awaiting_answer(messages: list[dict[str, Any]], connected_ms: int
     if first is not None:
         return max(first_t, connected_ms), first
     return None if agent_spoke else (connected_ms, None)
+
+
+def message_frame(m: dict[str, Any]) -> dict[str, Any]:
+    """The `message` frame of an agent's message, or of the city's own (sender "system": a
+    case number with its status link, which the page makes clickable)."""
+    text = str(m.get("text") or "")
+    if m.get("from") != "system":
+        return {"type": "message", "from": "agent", "text": text}
+    frame: dict[str, Any] = {"type": "message", "from": "city", "text": text}
+    link = str(m.get("link") or "")
+    if SAFE_LINK.match(link):
+        frame["link"] = link
+    return frame
 
 
 def ended_by(ix: dict[str, str]) -> str:
@@ -333,14 +353,22 @@ class ChatAdapter:
             raise BadRequest(f"contact: {exc}", code="invalid_contact") from None
 
     async def _start(self, ws: web.WebSocketResponse, frame: StartFrame) -> ChatSession:
+        contacts = self._contacts(frame)
+        meta: dict[str, Any] = {"via": "web_chat"}
+        if contacts:
+            # kept with this conversation, with or without consent: the resident typed it into
+            # the chat's start form to be answered, so a case made of this chat tells them by
+            # it (router.case_notices). Consent only decides whether it also links them to
+            # their earlier contacts (the resident directory).
+            meta["contact"] = contacts[0]
         req = IntakeRequest(
             channel=Channel.chat,
             queue=self.chat.queue,
             language=frame.language or None,
             topic=frame.topic or None,
             resident_name=frame.name,
-            meta={"via": "web_chat"},
-            contacts=self._contacts(frame),
+            meta=meta,
+            contacts=contacts,
             consent=frame.consent,
         )
         enq = await self.service.create_interaction(req)
@@ -484,14 +512,22 @@ class ChatAdapter:
         return await self.service.messages(session.ix_id, session.seen)
 
     async def _flush(self, session: ChatSession, unseen: list[dict[str, Any]]) -> None:
-        """Deliver the agent's messages among `unseen` (the conversation from `session.seen`
-        on); only what was sent counts as seen."""
+        """Deliver the agent's and the city's messages among `unseen` (the conversation from
+        `session.seen` on); only what was sent counts as seen. A city message that is a case
+        notice (router.case_notices: `notice` names its delivery record) is recorded as
+        delivered once it is on the resident's socket."""
         start = session.seen
         for m in unseen:
-            if m.get("from") == "agent" and not await session.send(
-                {"type": "message", "from": "agent", "text": str(m.get("text") or "")}
-            ):
-                break
+            sender = m.get("from")
+            if sender in ("agent", "system"):
+                frame = message_frame(m)
+                if not await session.send(frame):
+                    break
+                notice = str(m.get("notice") or "")
+                if sender == "system" and notice:
+                    await self.state.set_delivery(session.ix_id, notice, {
+                        "status": "delivered", "to": session.ix_id, "via": "chat",
+                        "attempts": 1, "error": "", "at_ms": now_ms()})
             session.seen += 1
         if session.seen != start:
             await self._save(session, seen=str(session.seen))
@@ -572,7 +608,8 @@ class ChatAdapter:
         session = self.sessions.get(event.ix)
         if session is None:
             return
-        if event.type == EventType.MESSAGE and (event.model_extra or {}).get("from") != "agent":
+        if event.type == EventType.MESSAGE \
+                and (event.model_extra or {}).get("from") not in ("agent", "system"):
             return
         await self._sync(session, interaction or None)
 

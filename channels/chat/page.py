@@ -16,7 +16,8 @@ TEXTS = {
            "ref": "Numer sprawy: ", "waiting": "Miejsce w kolejce: {p}, szacowany czas: {m} min",
            "joined": "Konsultant {n} dołączył(a) do rozmowy", "you": "Ty", "agent": "Urząd",
            "ended": "Rozmowa zakończona", "reconnecting": "Łączenie ponownie…",
-           "error": "Błąd: ", "contact": "E-mail lub telefon (opcjonalnie)",
+           "error": "Błąd: ",
+           "contact": "E-mail lub telefon (opcjonalnie: powiadomimy o załatwieniu zgłoszenia)",
            "consent": "Zapamiętaj mnie, aby konsultanci widzieli moje wcześniejsze kontakty "
                       "z urzędem",
            "reply_pending": "Twoja wiadomość została odczytana, konsultant wkrótce odpowie.",
@@ -28,7 +29,8 @@ TEXTS = {
            "ref": "Reference number: ", "waiting": "Place in line: {p}, estimated wait: {m} min",
            "joined": "{n} joined the conversation", "you": "You", "agent": "City",
            "ended": "The conversation has ended", "reconnecting": "Reconnecting…",
-           "error": "Error: ", "contact": "E-mail or phone (optional)",
+           "error": "Error: ",
+           "contact": "E-mail or phone (optional: to tell you when your report is dealt with)",
            "consent": "Remember me so agents can see my earlier contacts with the city",
            "reply_pending": "Your message was seen, an agent will answer shortly.",
            "agent_inactive": "The agent is not responding. You are waiting for another agent; "
@@ -40,7 +42,9 @@ TEXTS = {
            "waiting": "Місце в черзі: {p}, орієнтовний час: {m} хв",
            "joined": "{n} приєднався(лася) до розмови", "you": "Ви", "agent": "Місто",
            "ended": "Розмову завершено", "reconnecting": "Повторне з'єднання…",
-           "error": "Помилка: ", "contact": "E-mail або телефон (необов'язково)",
+           "error": "Помилка: ",
+           "contact": "E-mail або телефон (необов'язково: повідомимо, коли звернення "
+                      "буде виконано)",
            "consent": "Запам'ятати мене, щоб консультанти бачили мої попередні звернення "
                       "до міської ради",
            "reply_pending": "Ваше повідомлення прочитано, консультант незабаром відповість.",
@@ -133,6 +137,29 @@ _TEMPLATE = """<!doctype html>
     div.textContent = text;
     $("log").appendChild(div);
     $("log").scrollTop = $("log").scrollHeight;
+    return div;
+  }
+  // a city message's status link (the server sends only /cases/... links) made clickable: the
+  // text stays text nodes, the link an element whose href is checked to be http(s)
+  function linkify(div, link) {
+    var url;
+    try { url = new URL(link, location.href); } catch (e) { return; }
+    if (url.protocol !== "https:" && url.protocol !== "http:") { return; }
+    var text = div.textContent, at = text.indexOf(link);
+    var a = document.createElement("a");
+    a.href = url.href;
+    a.textContent = link;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    if (at < 0) {
+      div.appendChild(document.createTextNode(String.fromCharCode(10)));
+      div.appendChild(a);
+      return;
+    }
+    div.textContent = "";
+    div.appendChild(document.createTextNode(text.slice(0, at)));
+    div.appendChild(a);
+    div.appendChild(document.createTextNode(text.slice(at + link.length)));
   }
   function send(frame) {
     if (ws && ws.readyState === WebSocket.OPEN) { ws.send(JSON.stringify(frame)); return true; }
@@ -166,7 +193,8 @@ _TEMPLATE = """<!doctype html>
       } else if (f.type === "notice") {
         add("info", t(f.code) || String(f.text));
       } else if (f.type === "message") {
-        add(f.from === "agent" ? "agent" : "me", String(f.text));
+        var div = add(f.from === "resident" ? "me" : "agent", String(f.text));
+        if (f.from === "city" && f.link) { linkify(div, String(f.link)); }
       } else if (f.type === "ended") {
         finish();
       } else if (f.type === "error") {

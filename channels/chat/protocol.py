@@ -6,9 +6,11 @@
     {"type": "message", "text": "..."}
     {"type": "leave"}
 
-`contact` (optional) is an e-mail address or a phone number; with `consent` the resident agreed
-to be recognised across channels by it. Server frames are plain dicts built by the adapter
-(started, waiting, agent_joined, agent_left, notice, message, ended, error).
+`contact` (optional) is an e-mail address or a phone number, kept with the conversation so a
+case made of it tells the resident by it; with `consent` the resident also agreed to be
+recognised across channels by it. Server frames are plain dicts built by the adapter
+(started, waiting, agent_joined, agent_left, notice, message, ended, error); a `message` is
+{from: "agent" | "city", text} and a city's message may carry `link` (a case's status page).
 `parse_frame` turns one text frame into a model or a `FrameError` with the code
 of the `error` frame the client gets.
 """

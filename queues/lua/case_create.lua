@@ -1,9 +1,11 @@
 -- case_create: a new case (service request), from an interaction or on its own. Numbers it
--- PREFIX-YEAR-SEQUENCE in the city's year, files it in its unit's open cases (by due date) and,
+-- PREFIX-YEAR-SEQUENCE in the city's year, files it by creation time (Open311 lists, reports),
+-- in its unit's open cases (by due date) and,
 -- with a location, in its category's geo index of open cases (duplicate search); records the
 -- reporter as the first subscriber of its notices; sets the interaction's `case`.
 -- KEYS: 1 case, 2 history, 3 subscribers, 4 unit_cases(unit), 5 case_geo(category), 6 case_seq,
---       7 case_numbers, 8 events, 9 origin ix (the case key itself when standalone)
+--       7 case_numbers, 8 events, 9 origin ix (the case key itself when standalone),
+--       10 case_by_created (every case by creation time)
 -- ARGV: 1 case_id, 2 fields JSON (category, unit, description, address, lat, lon, photos,
 --       language, channel), 3 tz offset ms, 4 number prefix, 5 resolution target ms,
 --       6 subscriber key ("" none), 7 subscriber JSON, 8 origin ix id ("" standalone), 9 by,
@@ -42,6 +44,7 @@ f.due_ms = due
 f.reports = 1
 hset_table(KEYS[1], f)
 redis.call('HSET', KEYS[7], number, case_id)
+redis.call('ZADD', KEYS[10], now, case_id)
 redis.call('RPUSH', KEYS[2], cjson.encode({status = 'open', note = ARGV[11],
   public_note = ARGV[12], by = ARGV[9], t = now, unit = f.unit}))
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[3], ARGV[6], ARGV[7]) end

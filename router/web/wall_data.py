@@ -9,6 +9,9 @@ so it can be tested without a browser:
 - abandonment rate: "off" above the queue's `abandon_target_pct`;
 - staffing: "off" when fewer agents are signed in (ready or busy) than Erlang C says are needed.
 
+First-contact resolution and the knowledge base's part of it (`kb_resolved`: its count, its share
+of the first-contact resolutions and of the handled contacts) have no target: shown, not judged.
+
 `WallFeed` keeps the latest payload for `max_age_s`, so any number of open walls cost one set
 of Redis reads per second, not one each.
 """
@@ -64,6 +67,11 @@ def _figures(prefix: str, f: QueueFigures, q: QueueLive) -> tuple[dict[str, str]
         f"{prefix}_abandoned": str(f.abandoned),
         f"{prefix}_sl": _pct(f.service_level),
         f"{prefix}_abandon": _pct(f.abandonment_rate),
+        # first-contact resolution, and how many of those a knowledge card settled
+        f"{prefix}_fcr": _pct(f.fcr_rate),
+        f"{prefix}_kb": str(f.kb_resolved),
+        f"{prefix}_kb_share": _pct(f.kb_fcr_share),
+        f"{prefix}_kb_rate": _pct(f.kb_rate),
     }
     states = {
         f"{prefix}_sl": _sl_state(f.service_level, q.target_pct),
@@ -174,6 +182,9 @@ def build_payload(
             "sl": _pct(snapshot.total.service_level),
             "abandon": _pct(snapshot.total.abandonment_rate),
             "asa": _secs(snapshot.total.asa_s),
+            "fcr": _pct(snapshot.total.fcr_rate),
+            "kb": str(snapshot.total.kb_resolved),
+            "kb_share": _pct(snapshot.total.kb_fcr_share),
         },
     }
 

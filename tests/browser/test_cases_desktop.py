@@ -26,6 +26,7 @@ from router.models import IntakeRequest
 from tests.api_helpers import PASSWORD, cheap_hasher
 from tests.browser.conftest import accepted, logged_in_page
 from tests.routing_fixtures import CONFIG, eventually, offered_to
+from tests.test_case_photos import png
 
 pytestmark = pytest.mark.browser
 
@@ -131,6 +132,18 @@ async def test_a_case_from_the_first_line_to_completed_by_the_unit(
         ["assigned", "in_progress", "rejected", "duplicate"]
     )
     await expect(expert.locator("#uc-unit option")).to_have_text(["Zarząd Dróg", "Oświetlenie"])
+
+    # the crew adds a photo: its thumbnail loads from the API with the session (CSP img-src)
+    await expect(expert.locator("#uc-media img")).to_have_count(0)
+    await expert.set_input_files("#uc-photo", files=[
+        {"name": "po.png", "mimeType": "image/png", "buffer": png(16, 12)}])
+    await expert.click("#uc-photo-go")
+    thumb = expert.locator("#uc-media img.uc-thumb")
+    await expect(thumb).to_have_count(1, timeout=LIVE_S)
+    await expect(thumb).to_be_visible()
+    await expect(expert.locator("#uc-history")).to_contain_text("photo added")
+    assert await eventually(lambda: thumb.evaluate("img => img.complete && img.naturalWidth"))
+    assert await thumb.evaluate("img => img.naturalWidth") == 16
 
     await expert.select_option("#uc-next", "in_progress")
     await expert.fill("#uc-note", "ekipa wysłana")

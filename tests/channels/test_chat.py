@@ -476,6 +476,8 @@ async def test_a_contact_and_consent_go_to_the_intake(
     assert (await recv(ws2))["type"] == "started"
     assert [(r.contacts, r.consent) for r in seen] == [
         (["+48600100200"], True), (["jan.kowalski@example.pl"], False)]
+    # kept with the conversation either way, for the notices of a case made of it
+    assert [r.meta.get("contact") for r in seen] == ["+48600100200", "jan.kowalski@example.pl"]
     ws3 = await chat.ws()
     await ws3.send_json({**START, "contact": "not a contact", "consent": True})
     assert (await recv(ws3))["code"] == "invalid_contact"

@@ -41,7 +41,8 @@ _ERROR_TEXT = {
     404: "unknown resource (not_found, unknown_queue, unknown_agent...)",
     409: "not allowed in the current state (invalid_state, stale, busy...)",
     413: "body too large (request_too_large)",
-    415: "body is not application/json (unsupported_media_type)",
+    415: "body is not application/json, or not multipart/form-data for an upload "
+    "(unsupported_media_type)",
     422: "the body does not validate (validation_error, with details) or names something "
     "unknown (channel_mismatch, unknown_reason...)",
     429: "too many failed logins (locked_out); see Retry-After",
@@ -61,7 +62,7 @@ def _error_statuses(route: Route) -> list[int]:
         statuses |= {401, 403}
     if route.params:
         statuses.add(404)
-    if route.request is not None:
+    if route.request is not None or route.upload:
         statuses |= {400, 413, 415, 422}
     return sorted(statuses)
 
@@ -105,12 +106,24 @@ def build_document(routes: Sequence[Route], *, title: str = "cityline API") -> d
                 "required": any(f.is_required() for f in route.request.model_fields.values()),
                 "content": {"application/json": {"schema": refs[(route.request, "validation")]}},
             }
+        elif route.upload:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"multipart/form-data": {"schema": {
+                    "type": "object", "required": [route.upload],
+                    "properties": {route.upload: {"type": "string", "format": "binary"}},
+                }}},
+            }
         success: dict[str, Any] = {"description": route.summary}
         if route.response is not None:
             schema = refs[(route.response, "serialization")]
         else:
             schema = {"type": "object"}
-        success["content"] = {"application/json": {"schema": schema}}
+        if route.media:
+            success["content"] = {m: {"schema": {"type": "string", "format": "binary"}}
+                                  for m in route.media}
+        else:
+            success["content"] = {"application/json": {"schema": schema}}
         responses: dict[str, Any] = {str(route.status): success}
         for status in _error_statuses(route):
             responses[str(status)] = {

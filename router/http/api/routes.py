@@ -17,6 +17,8 @@ Who may call what (role agent additionally only with its own `{agent_id}`, see t
 | agent, admin              | mark an interaction as answered from a knowledge card          |
 | agent (holding it), staff | make a case of an interaction, link it to an open case         |
 | unit members, staff       | read a unit's cases, change a case's status or unit            |
+| unit members, staff       | add a photo to a case                                          |
+| + agent holding its ix    | see a case's photos                                            |
 | public                    | a case's public view by number (no personal data)              |
 """
 
@@ -93,6 +95,7 @@ from router.http.api.schemas_cases import (
     CaseUnitRequest,
     CaseView,
     DuplicateList,
+    PhotoAdded,
     PublicCase,
 )
 from router.http.api.schemas_knowledge import (
@@ -261,6 +264,23 @@ ROUTES: list[Route] = [
           CaseUnitRequest, CaseView, READERS, tag="cases", errors=(409,),
           description="Members of its current unit and supervisors; it is open in the new "
           "unit, nobody assigned, same due date."),
+    Route("GET", "/cases/{number}/photos/{index}", cases.case_photo, "A case's photo", None,
+          None, READERS, tag="cases",
+          media=("image/jpeg", "image/png", "image/webp", "image/gif"),
+          description="The image itself (index: the case's media entry), with the type "
+          "sniffed from its bytes (JPEG, PNG, WebP, GIF; nothing else is ever served), "
+          "nosniff, Content-Disposition inline, Cache-Control private and a sandboxing CSP. "
+          "Members of its unit, the agent holding its interaction, supervisors. 404 "
+          "unknown_photo (no such index), photo_missing (an external link: open its URL "
+          "instead; or the file is gone or not an image)."),
+    Route("POST", "/cases/{number}/photos", cases.add_case_photo, "Add a photo to a case",
+          None, PhotoAdded, READERS, status=201, tag="cases", errors=(409,), upload="photo",
+          description="multipart/form-data: field photo (the image), optional field note "
+          "(internal, in the history). Members of its unit and supervisors; any status (the "
+          "crew's photo of finished work). 413 photo_too_large over "
+          "channels.webform.max_photo_bytes, 422 not_a_photo (not a JPEG, PNG, WebP or GIF "
+          "by its bytes) or too_many_photos, 415 for another body; a refusal keeps nothing. "
+          "409 stale when the case moved to another unit meanwhile."),
     Route("GET", "/units/{unit}/cases", cases.unit_cases, "A unit's open cases", None,
           CaseList, READERS, tag="cases",
           description="Most urgent (earliest due) first. Members of the unit, supervisors."),

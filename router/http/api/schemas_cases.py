@@ -55,6 +55,11 @@ class CaseCreateRequest(_Request):
         "(the only way to tell a web-chat resident)",
     )
     note: str = Field("", max_length=2000, description="internal note for the unit")
+    photos: bool = Field(
+        True,
+        description="take the interaction's photos (the web form's photo, the e-mail's "
+        "attachments that are images); false: the case gets none",
+    )
 
 
 class CaseLinkRequest(_Request):
@@ -100,6 +105,32 @@ class CaseHistoryEntry(BaseModel):
     note: str
     public_note: str
     duplicate_of: str = ""
+    action: str = Field("", description="photo: a photo was added (the status is unchanged)")
+
+
+# The API path of a case's photo (router.http.api.routes): what the desktop's <img> loads.
+PHOTO_PATH = "/api/v1/cases/{number}/photos/{index}"
+
+
+class CaseMedia(BaseModel):
+    """One of the case's photos: a file the API serves, or an external link (an Open311
+    media_url, never fetched by the server: staff open it in their own browser)."""
+
+    index: int
+    kind: Literal["photo", "link"]
+    url: str = Field(description="photo: GET it with the session (same origin); link: the "
+                     "external URL as the client gave it")
+
+
+def _media(number: str, refs: list[str]) -> list[CaseMedia]:
+    out = []
+    for i, ref in enumerate(refs):
+        if ref.startswith(("http://", "https://")):
+            out.append(CaseMedia(index=i, kind="link", url=ref))
+        else:
+            out.append(CaseMedia(index=i, kind="photo",
+                                 url=PHOTO_PATH.format(number=number, index=i)))
+    return out
 
 
 class CaseView(BaseModel):
@@ -113,7 +144,11 @@ class CaseView(BaseModel):
     address: str
     lat: float | None
     lon: float | None
-    photos: list[str] = Field(description="files under data_dir/uploads")
+    photos: list[str] = Field(
+        description="photo references: files under data_dir/uploads or data_dir/attachments, "
+        "or external links (see media)")
+    media: list[CaseMedia] = Field(
+        default_factory=list, description="the photos, each with the URL to show it by")
     created_ms: int
     due_ms: int
     updated_ms: int
@@ -140,7 +175,8 @@ class CaseView(BaseModel):
             status=status,  # type: ignore[arg-type]
             assignee=case.get("assignee", ""), description=case.get("description", ""),
             address=case.get("address", ""), lat=_float(case.get("lat")),
-            lon=_float(case.get("lon")), photos=photos, created_ms=_int(case.get("created_ms")),
+            lon=_float(case.get("lon")), photos=photos,
+            media=_media(case.get("number", ""), photos), created_ms=_int(case.get("created_ms")),
             due_ms=_int(case.get("due_ms")), updated_ms=_int(case.get("updated_ms")),
             closed_ms=_int(case.get("closed_ms")),
             overdue=bool(now_ms and status not in ("completed", "rejected", "duplicate")
@@ -152,8 +188,14 @@ class CaseView(BaseModel):
                 status=str(h.get("status", "")), time_ms=_int(h.get("t")),
                 by=str(h.get("by", "")), unit=str(h.get("unit", "")),
                 note=str(h.get("note", "")), public_note=str(h.get("public_note", "")),
-                duplicate_of=str(h.get("duplicate_of", ""))) for h in history or []],
+                duplicate_of=str(h.get("duplicate_of", "")),
+                action=str(h.get("action", ""))) for h in history or []],
         )  # fmt: skip
+
+
+class PhotoAdded(BaseModel):
+    case: CaseView
+    index: int = Field(description="the new photo's index (GET /cases/{number}/photos/{index})")
 
 
 class DuplicateCandidate(BaseModel):

@@ -79,6 +79,11 @@ class Route:
     tag: str = ""
     description: str = ""
     errors: tuple[int, ...] = field(default=())
+    # A file upload: the multipart/form-data field holding the file. The wrapper then leaves
+    # the body to the handler (which reads and limits it itself) instead of reading JSON.
+    upload: str = ""
+    # Content types of an answer that is not JSON (an image): documented as binary.
+    media: tuple[str, ...] = field(default=())
 
     @property
     def full_path(self) -> str:
@@ -131,6 +136,8 @@ def make_handler(route: Route, service: RoutingService, auth: Auth) -> Callable[
             body = None
             if route.request is not None:
                 body = await read_body(request, route.request)
+            elif route.upload:
+                pass  # multipart: the handler reads it (router.http.api.cases.add_case_photo)
             elif request.method in UNSAFE_METHODS:
                 await read_body(request, NoBody)  # an action without parameters: {} at most
             result = await route.handler(Call(request, principal, body, service, auth))

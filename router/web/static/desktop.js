@@ -209,9 +209,11 @@
     for (const m of data.messages) {
       const li = template.content.firstElementChild.cloneNode(true);
       const mine = m.sender === "agent";
-      li.classList.add(mine ? "msg-agent" : "msg-resident");
+      const city = m.sender === "system";  // cityline's own: a case's number and status link
+      li.classList.add(mine ? "msg-agent" : city ? "msg-system" : "msg-resident");
       setText(li.querySelector(".msg-who"), mine
-        ? (m.agent === config.agent ? "You" : "Agent " + m.agent) : "Resident");
+        ? (m.agent === config.agent ? "You" : "Agent " + m.agent) : city ? "City (automatic)"
+        : "Resident");
       setText(li.querySelector(".msg-time"), new Date(m.time_ms).toLocaleTimeString());
       li.querySelector(".msg-text").textContent = m.text;
       const d = li.querySelector(".delivery");

@@ -2,7 +2,10 @@
 // window.cityline.onView). First line: the "Case" form on an interaction the agent holds, its
 // likely duplicates with a "Link to this case" button, the case number once there is one.
 // Second line: "My unit's cases" (the units this agent is a member of), refreshed on a timer
-// and on the view push, one case's history, its status change and hand-over.
+// and on the view push, one case's history, its status change and hand-over, its photos (img
+// tags on GET /api/v1/cases/{number}/photos/{i}, the session cookie authenticates them), an
+// Open311 client's external media links (opened by the browser, never fetched by the server)
+// and "Add a photo" (multipart upload, e.g. the crew's photo of the finished work).
 // Data only ever goes into the page through textContent, value and class names: never HTML.
 "use strict";
 (function () {
@@ -118,6 +121,7 @@
       description: form.querySelector(".case-description").value.trim(),
       address: form.querySelector(".case-address").value.trim(),
       contact: form.querySelector(".case-contact").value.trim(),
+      photos: form.querySelector(".case-photos").checked,
     };
     const p = place(form);
     if (p) Object.assign(body, p);
@@ -212,8 +216,71 @@
     $("uc-count").textContent = rows.length ? "(" + rows.length + ")" : "";
   }
 
+  function showMedia(c) {
+    const items = (c.media || []).map((m) => {
+      const a = el("a", null, m.kind === "photo" ? "uc-photo-link" : "uc-media-link");
+      a.target = "_blank";
+      a.rel = "noopener noreferrer";
+      if (m.kind === "photo") {
+        a.href = m.url;
+        const img = el("img", null, "uc-thumb");
+        img.alt = "Photo " + (m.index + 1) + " of case " + c.number;
+        img.loading = "lazy";
+        img.src = m.url;
+        a.appendChild(img);
+      } else if (/^https?:\/\//.test(m.url)) {
+        // someone else's server: a link the agent may choose to open, never loaded by the page
+        a.href = m.url;
+        a.referrerPolicy = "no-referrer";
+        a.textContent = "External photo: " + m.url;
+      } else {
+        return el("span", m.url);
+      }
+      return a;
+    });
+    $("uc-media").replaceChildren(...items);
+    $("uc-media").hidden = items.length === 0;
+  }
+
+  async function addPhoto() {
+    if (!open) return;
+    const input = $("uc-photo");
+    if (!input.files.length) {
+      say("Choose a photo first.", true);
+      return;
+    }
+    const button = $("uc-photo-go");
+    const body = new FormData();
+    body.append("photo", input.files[0]);
+    const note = $("uc-photo-note").value.trim();
+    if (note) body.append("note", note);
+    button.disabled = true;
+    try {
+      // multipart, so not window.cityline.api (JSON only); the same session and CSRF token
+      const response = await fetch(config.api + caseUrl(open.number) + "/photos", {
+        method: "POST", body: body, credentials: "same-origin",
+        headers: { "X-CSRF-Token": window.cityline.csrf },
+      });
+      let data = null;
+      try { data = await response.json(); } catch (e) { /* not JSON */ }
+      if (!response.ok) {
+        throw new Error((data && data.error && data.error.message) ||
+          response.status + " " + response.statusText);
+      }
+      input.value = "";
+      $("uc-photo-note").value = "";
+      showCase(data.case);
+      say("Photo added to case " + data.case.number, false);
+    } catch (e) {
+      say("Could not add the photo: " + e.message, true);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   function showCase(c) {
     open = c;
+    showMedia(c);
     $("uc-number").textContent = c.number;
     $("uc-status").textContent = c.status;
     $("uc-due").textContent = c.due_ms ? "due " + when(c.due_ms) + (c.overdue ? " (overdue)" : "") : "";
@@ -223,7 +290,7 @@
     $("uc-address").textContent = c.address || "no address";
     const items = c.history.map((h) => {
       const li = el("li");
-      li.appendChild(el("b", h.status));
+      li.appendChild(el("b", h.action === "photo" ? "photo added" : h.status));
       li.appendChild(el("span", " · " + when(h.time_ms) + (h.by ? " · " + h.by : "") +
         (h.unit ? " · " + (units.get(h.unit) || h.unit) : "")));
       if (h.note) li.appendChild(el("div", "Note: " + h.note, "uc-note"));
@@ -302,6 +369,10 @@
     $("uc-unit-form").addEventListener("submit", (e) => {
       e.preventDefault();
       handOver();
+    });
+    $("uc-photo-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      addPhoto();
     });
     $("uc-next").addEventListener("change", () => {
       $("uc-dup-of").hidden = $("uc-next").value !== "duplicate";
