@@ -275,6 +275,21 @@ async def chat_link(service: Any, case: dict[str, str], sub: Subscriber) -> str:
     return await _post_to_chat(service, case, "open", "", sub, item=item, record_ended=in_chat)
 
 
+async def _record_untold(service: Any, via: str, ix_id: str, item: str, status: str, to: str,
+                         error: str) -> bool:
+    """Record that the resident of `ix_id` was not told `item`, and why; False (nothing
+    written) when the record says so already: asked again (the notices worker after the
+    inline path, a retry), it neither rewrites the record nor logs the same thing twice."""
+    state = service.channel_state(via)
+    known = (await state.deliveries(ix_id)).get(item) or {}
+    if known.get("status") == status and known.get("error") == error:
+        return False
+    await state.set_delivery(ix_id, item, {"status": status, "to": to, "via": via,
+                                           "attempts": 0, "error": error,
+                                           "at_ms": int(time.time() * 1000)})
+    return True
+
+
 async def notify(service: Any, case: dict[str, str], status: str, note: str,
                  subscribers: list[Subscriber]) -> list[dict[str, str]]:
     """Queue the notice of `status` for every subscriber; returns per subscriber {ix, via,
@@ -288,21 +303,17 @@ async def notify(service: Any, case: dict[str, str], status: str, note: str,
         ix_id = sub.ix or f"case-{case.get('id', '')}"
         if not sub.via or not sub.to:
             out.append({"ix": sub.ix, "via": "", "result": "no_channel"})
-            await service.channel_state("").set_delivery(ix_id, item, {
-                "status": "no_channel", "to": "", "via": "", "attempts": 0,
-                "error": "no way to reach the resident: the public status page only",
-                "at_ms": int(time.time() * 1000)})
-            logger.info("cases: %s %s: no channel for %s (status page only)", number, status,
-                        sub.key)
+            if await _record_untold(service, "", ix_id, item, "no_channel", "", "no way to "
+                                    "reach the resident: the public status page only"):
+                logger.info("cases: %s %s: no channel for %s (status page only)", number,
+                            status, sub.key)
             continue
         if not _enabled(cfg, sub.via):
             out.append({"ix": sub.ix, "via": sub.via, "result": "channel_off"})
-            await service.channel_state(sub.via).set_delivery(ix_id, item, {
-                "status": "failed", "to": sub.to, "via": sub.via, "attempts": 0,
-                "error": f"the {sub.via} channel is not enabled",
-                "at_ms": int(time.time() * 1000)})
-            logger.warning("cases: %s %s: the %s channel is off; %s not told", number, status,
-                           sub.via, sub.key)
+            if await _record_untold(service, sub.via, ix_id, item, "failed", sub.to,
+                                    f"the {sub.via} channel is not enabled"):
+                logger.warning("cases: %s %s: the %s channel is off; %s not told", number,
+                               status, sub.via, sub.key)
             continue
         if sub.via == "chat":
             result = await _post_to_chat(service, case, status, note, sub, item=item,

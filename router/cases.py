@@ -7,8 +7,9 @@ unit responsible and the resolution target (due date). Members of the unit (seco
 `cases.units.<unit>.members`) move it on: open -> assigned -> in_progress -> completed, or
 rejected / duplicate (the transitions are in queues/lua/case_status.lua); supervisors and admins
 may too, and may move it to another unit. When it reaches a status of `cases.notify_on`
-(completed, rejected), every subscriber (the reporter and the reporters of linked duplicates) is
-sent a notice on the channel they used (`router.case_notices`).
+(open, completed, rejected), every subscriber (the reporter and the reporters of linked
+duplicates) is sent a notice on the channel they used (`router.case_notices`), with the public
+note only.
 
 Duplicates: a new report of the same category within `duplicate_radius_m` of an open case
 reported at most `duplicate_window_hours` ago is a likely duplicate. `find_duplicates` lists
@@ -16,8 +17,9 @@ them (for the agent, and for the web form); `link` makes the new report part of 
 case instead of a new one.
 
 The notice is queued right after the script that made the status change, by the process that
-made it. Should that process die in between, the status is changed and the notice not queued:
-`resend_notices` queues what is missing (the outbox never sends one notice twice).
+made it, so the API can answer who was told. Should that process die in between, the
+`cases:notices` worker (`router.case_worker`), reading the same change from the event stream,
+queues it; both end in the outbox's one claim per resident and status, so nobody is told twice.
 """
 
 from __future__ import annotations

@@ -266,3 +266,25 @@ async def test_an_internal_note_alone_never_reaches_the_resident(
     for case, text in zip((inline, dead), texts, strict=True):
         assert case["number"] in text
         assert "awanturnik" not in text and "Uwagi" not in text
+
+
+async def test_an_untold_resident_is_recorded_and_logged_once(
+    cases: CaseService, service: RoutingService, redis: aioredis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A withheld caller ID: no way to tell them. The inline path records it; the worker,
+    reading the same change, neither rewrites the record nor logs it again."""
+    case = await new_case(cases, service, resident="anonymous")
+    await cases.set_status(case["number"], "in_progress", MEMBER)
+    with caplog.at_level("INFO", logger="router.case_notices"):
+        out = await cases.set_status(case["number"], "completed", MEMBER, public_note="Gotowe")
+        assert [n["result"] for n in out["notices"]] == ["no_channel"]
+        item = f"case:{case['number']}:completed"
+        first = (await service.deliveries(case["ix"]))[item]
+        assert first["status"] == "no_channel"
+        _ws, feeds = workers(service, redis, 1)
+        await feeds[0].ensure_group()
+        await drain(*feeds)
+    assert (await service.deliveries(case["ix"]))[item] == first
+    said = [r for r in caplog.records if "no channel" in r.getMessage()]
+    assert len(said) == 1

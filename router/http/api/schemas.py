@@ -203,7 +203,8 @@ class DeliveryView(BaseModel):
 
 
 class MessageView(BaseModel):
-    sender: str = Field(description="resident or agent")
+    sender: str = Field(description="resident, agent, or system (the city's own message: a "
+                        "case's number and status link)")
     agent: str = ""
     text: str
     time_ms: int

@@ -229,7 +229,8 @@ class CaseLinked(BaseModel):
 
 class NoticeResult(BaseModel):
     ix: str
-    via: str = Field(description="email, sms, telegram, or empty (no way to reach them)")
+    via: str = Field(description="email, sms, telegram, chat (posted into the live web chat), "
+                     "or empty (no way to reach them)")
     result: Literal["queued", "already", "no_channel", "channel_off"]
 
 
