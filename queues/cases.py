@@ -56,6 +56,7 @@ class Subscriber:
     ref: str = ""
     channel: str = ""
     reply_to_id: str = ""  # e-mail: the Message-ID the notice answers (threading)
+    declined: str = ""  # "1": the resident did not want to be told (no contact kept)
 
     @property
     def key(self) -> str:

@@ -149,13 +149,20 @@ def _channel_route(channel: str, ix: dict[str, str], meta: dict[str, Any],
     return "", ""
 
 
-def subscriber_for(cfg: CitylineConfig, ix: dict[str, str], contact: str = "") -> Subscriber:
+def subscriber_for(cfg: CitylineConfig, ix: dict[str, str], contact: str = "",
+                   *, agreed: bool = True) -> Subscriber:
     """How the resident of interaction `ix` is told of the case's outcome. `contact` (an
     e-mail address or a phone number the resident gave the agent) wins over what the channel
-    knows; one that is not a usable address is ignored (the channel's own route stands)."""
+    knows; one that is not a usable address is ignored (the channel's own route stands).
+    `agreed` False: the resident does not want to be told; no route nor contact is kept with
+    the case, only the fact (they have the number and the public status page)."""
     region = cfg.city.country
     channel = ix.get("channel", "")
     meta = _meta(ix)
+    if not agreed:
+        return Subscriber(ix=ix.get("id", ""), via="", to="",
+                          language=ix.get("language") or cfg.city.default_language,
+                          ref=ix.get("ref", ""), channel=channel, declined="1")
     via, to = _contact_route(contact, region) if contact else ("", "")
     if not via:
         via, to = _channel_route(channel, ix, meta, region)
@@ -301,6 +308,11 @@ async def notify(service: Any, case: dict[str, str], status: str, note: str,
     out: list[dict[str, str]] = []
     for sub in subscribers:
         ix_id = sub.ix or f"case-{case.get('id', '')}"
+        if sub.declined:
+            out.append({"ix": sub.ix, "via": "", "result": "declined"})
+            await _record_untold(service, "", ix_id, item, "declined", "", "the resident did "
+                                 "not want to be told: the public status page only")
+            continue
         if not sub.via or not sub.to:
             out.append({"ix": sub.ix, "via": "", "result": "no_channel"})
             if await _record_untold(service, "", ix_id, item, "no_channel", "", "no way to "

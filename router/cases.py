@@ -77,6 +77,7 @@ class CaseInput:
     photos: tuple[str, ...] = ()
     contact: str = ""
     note: str = ""
+    notify: bool = True  # the resident agrees to be told of the outcome (and how: contact)
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -184,7 +185,7 @@ class CaseService:
             address=data.address or str(meta.get("address") or ""), lat=lat, lon=lon,
             photos=photos, language=ix.get("language") or self.cfg.city.default_language,
             channel=ix.get("channel", ""))
-        sub = case_notices.subscriber_for(self.cfg, ix, data.contact)
+        sub = case_notices.subscriber_for(self.cfg, ix, data.contact, agreed=data.notify)
         return await self._create(fields, ix_id=ix.get("id", ""), subscriber=sub, actor=actor,
                                   note=data.note)
 
@@ -338,11 +339,12 @@ class CaseService:
         return await self._do(self.store.get(case["id"]))
 
     async def link(self, ix: dict[str, str], number: str, actor: Actor,
-                   contact: str = "") -> tuple[dict[str, str], bool]:
+                   contact: str = "", *, notify: bool = True) -> tuple[dict[str, str], bool]:
         """Interaction `ix` reports what case `number` already is: its resident is told of the
-        case's outcome too. Returns (case, linked now)."""
+        case's outcome too (unless `notify` is False: they did not want to be). Returns (case,
+        linked now)."""
         case = await self.get(number)
-        sub = case_notices.subscriber_for(self.cfg, ix, contact)
+        sub = case_notices.subscriber_for(self.cfg, ix, contact, agreed=notify)
         linked = await self._do(self.store.link(case["id"], ix["id"], sub, by=actor.name,
                                                 by_agent=actor.agent_id))
         after = await self._do(self.store.get(case["id"]))

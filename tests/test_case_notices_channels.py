@@ -308,3 +308,34 @@ async def test_phone_caller_told_by_sms_withheld_number_recorded(city: loop.City
     gone = await record(city.service, hidden, f"case:{other}:completed")
     assert gone["status"] == "no_channel"
     assert not [t for t in city.gateway.requests if other in t["text"]]
+
+
+# --- the resident's agreement -----------------------------------------------------------------
+
+
+async def test_a_resident_who_does_not_want_to_be_told_is_not(city: loop.City) -> None:
+    """Made with notify false: no route nor contact kept; the staff view says "declined"; no
+    SMS at the case's making nor at its completion, and the delivery record says why. A second
+    report linked with notify true is told as usual."""
+    _agent, member, boss = await loop.staff(city)
+    quiet = await city.text("q-1", "+48600100401", "Dziura, ale proszę nie pisać")
+    made = await ok(await boss.post(f"/interactions/{quiet}/case", {
+        "category": "road_damage", "notify": False}), 201)
+    number = made["case"]["number"]
+    assert made["case"]["residents"] == [{"ix": quiet, "channel": "sms", "told_by": "",
+                                          "declined": True}]
+    stored = await city.service.store.redis.hgetall(Keys().case_subscribers(made["case"]["id"]))
+    assert "+48600100401" not in str(stored)  # the contact is not kept with the case
+    loud = await city.text("q-2", "+48600100402", "Ta sama dziura")
+    linked = await ok(await boss.post(f"/interactions/{loud}/case/link",
+                                      {"case_number": number}))
+    assert [r["told_by"] for r in linked["case"]["residents"]] == ["", "sms"]
+    await ok(await member.put(f"/cases/{number}/status", {"status": "in_progress"}))
+    done = await ok(await member.put(f"/cases/{number}/status", {
+        "status": "completed", "public_note": "Załatano."}))
+    assert sorted(n["result"] for n in done["notices"]) == ["declined", "queued"]
+    await eventually(lambda: [t for t in city.gateway.texts_to("+48600100402")
+                              if "Załatano." in t])
+    assert not [r for r in city.gateway.requests if r["to"] == "+48600100401"]
+    why = await record(city.service, quiet, f"case:{number}:completed")
+    assert why["status"] == "declined" and "did not want" in why["error"]

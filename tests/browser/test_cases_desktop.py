@@ -132,6 +132,9 @@ async def test_a_case_from_the_first_line_to_completed_by_the_unit(
         ["assigned", "in_progress", "rejected", "duplicate"]
     )
     await expect(expert.locator("#uc-unit option")).to_have_text(["Zarząd Dróg", "Oświetlenie"])
+    # both chat residents hear of the outcome in their chat (while it lasts), no address shown
+    await expect(expert.locator("#uc-residents")).to_have_text(
+        "Residents told of the outcome: chat; chat")
 
     # the crew adds a photo: its thumbnail loads from the API with the session (CSP img-src)
     await expect(expert.locator("#uc-media img")).to_have_count(0)

@@ -27,6 +27,7 @@ from router.http.api.schemas_cases import (
     CaseLinked,
     CaseLinkRequest,
     CaseList,
+    CaseResident,
     CaseStatusChanged,
     CaseStatusRequest,
     CaseUnitRequest,
@@ -59,8 +60,12 @@ _NOTE_MAX = 2000
 
 
 async def _view(call: Call, case: dict[str, str]) -> CaseView:
-    history = await call.service.cases.history(case)
-    return CaseView.build(case, history, await call.service.store.now_ms())
+    cases = call.service.cases
+    view = CaseView.build(case, await cases.history(case), await call.service.store.now_ms())
+    view.residents = [CaseResident(ix=s.ix, channel=s.channel, told_by=s.via,
+                                   declined=bool(s.declined))
+                      for s in await cases.subscribers(case)]
+    return view
 
 
 async def create_case(call: Call) -> CaseCreated:
@@ -69,7 +74,7 @@ async def create_case(call: Call) -> CaseCreated:
     cases = call.service.cases
     data = CaseInput(category=body.category, description=body.description,
                      address=body.address, lat=body.lat, lon=body.lon, contact=body.contact,
-                     note=body.note)
+                     note=body.note, notify=body.notify)
     # the likely duplicates are looked up before the new case exists, so it is not its own
     category = body.category or ix.get("topic", "")
     done = await cases.create_from_interaction(ix, data, Actor.of(call.user),
@@ -85,7 +90,7 @@ async def link_case(call: Call) -> CaseLinked:
     body: CaseLinkRequest = call.body
     ix = await readable_interaction(call.service, call.user, call.param("ix_id"))
     case, linked = await call.service.cases.link(ix, body.case_number, Actor.of(call.user),
-                                                 contact=body.contact)
+                                                 contact=body.contact, notify=body.notify)
     return CaseLinked(case=await _view(call, case), linked=linked)
 
 

@@ -52,7 +52,13 @@ class CaseCreateRequest(_Request):
     contact: str = Field(
         "", max_length=320,
         description="e-mail or phone the resident gave for the outcome; overrides the channel "
-        "(the only way to tell a web-chat resident)",
+        "(a web-chat resident is otherwise told in the chat while it lasts)",
+    )
+    notify: bool = Field(
+        True,
+        description="the resident agrees to be told of the outcome (on their channel, or at "
+        "`contact`); false: no way to reach them is kept with the case, they have the number "
+        "and the public status page",
     )
     note: str = Field("", max_length=2000, description="internal note for the unit")
     photos: bool = Field(
@@ -65,6 +71,7 @@ class CaseCreateRequest(_Request):
 class CaseLinkRequest(_Request):
     case_number: str = Field(pattern=NUMBER_PATTERN, description="the open case it duplicates")
     contact: str = Field("", max_length=320, description="as for creating a case")
+    notify: bool = Field(True, description="as for creating a case")
 
 
 class CaseStatusRequest(_Request):
@@ -133,6 +140,16 @@ def _media(number: str, refs: list[str]) -> list[CaseMedia]:
     return out
 
 
+class CaseResident(BaseModel):
+    """A resident who is to hear of the case's outcome: how, never their address."""
+
+    ix: str = Field(description="the interaction they reported it by (empty: Open311, staff)")
+    channel: str = Field(description="the channel they used")
+    told_by: str = Field(description="email, sms, telegram, chat, or empty (no way to reach "
+                         "them: the public status page only)")
+    declined: bool = Field(description="they did not want to be told")
+
+
 class CaseView(BaseModel):
     id: str
     number: str
@@ -160,6 +177,8 @@ class CaseView(BaseModel):
     reports: int = Field(description="reports of it: 1 + linked duplicates")
     duplicate_of: str
     history: list[CaseHistoryEntry] = Field(default_factory=list)
+    residents: list[CaseResident] = Field(
+        default_factory=list, description="who is told of the outcome, and how (no contacts)")
 
     @classmethod
     def build(cls, case: Mapping[str, str], history: list[dict[str, Any]] | None = None,
@@ -231,7 +250,7 @@ class NoticeResult(BaseModel):
     ix: str
     via: str = Field(description="email, sms, telegram, chat (posted into the live web chat), "
                      "or empty (no way to reach them)")
-    result: Literal["queued", "already", "no_channel", "channel_off"]
+    result: Literal["queued", "already", "no_channel", "channel_off", "declined"]
 
 
 class CaseStatusChanged(BaseModel):

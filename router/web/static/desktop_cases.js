@@ -70,8 +70,9 @@
     button.disabled = true;
     try {
       const contact = entry.panel.querySelector(".case-contact").value.trim();
+      const notify = entry.panel.querySelector(".case-notify").checked;
       const data = await api("POST", "/interactions/" + encodeURIComponent(entry.item.id) +
-        "/case/link", { case_number: number, contact: contact });
+        "/case/link", { case_number: number, contact: contact, notify: notify });
       say(entry.item.ref + ": linked to the case " + data.case.number, false);
       showNumber(entry, data.case.number);
     } catch (e) {
@@ -122,6 +123,7 @@
       address: form.querySelector(".case-address").value.trim(),
       contact: form.querySelector(".case-contact").value.trim(),
       photos: form.querySelector(".case-photos").checked,
+      notify: form.querySelector(".case-notify").checked,
     };
     const p = place(form);
     if (p) Object.assign(body, p);
@@ -299,6 +301,11 @@
       return li;
     });
     $("uc-history").replaceChildren(...items);
+    // who hears of the outcome, and how (the API never gives their addresses)
+    const told = (c.residents || []).map((r) => r.declined ? "declined"
+      : (r.told_by || "status page only") + (r.channel && r.channel !== r.told_by ? " (reported by " + r.channel + ")" : ""));
+    $("uc-residents").textContent = told.length
+      ? "Residents told of the outcome: " + told.join("; ") : "No resident to tell.";
     const next = NEXT[c.status] || [];
     $("uc-next").replaceChildren(...next.map((s) => {
       const option = el("option", s);
