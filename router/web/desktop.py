@@ -107,7 +107,8 @@ def _desktop_config(request: web.Request, agent_id: str, focus: str) -> dict[str
     }
 
 
-# How often the "my unit's cases" list is read again without a view push, seconds.
+# How often the "my unit's cases" list is read again without a view push, seconds (a case
+# event of the agent's units pushes the view at once: `cases_mark`, DesktopHub.unit_marks).
 CASES_REFRESH_S = 15
 
 
@@ -187,6 +188,9 @@ async def desktop_stream(request: web.Request, principal: Principal) -> web.Stre
     async def read() -> tuple[str, str]:
         view = await _view(request, agent_id)
         sub.holds = {ix["id"] for ix in (*view["offers"], *view["work"])}
+        # read each round: an admin may change who belongs to a unit
+        sub.units = set(request.app[SERVICE_KEY].cases.units_of(agent_id))
+        view["cases_mark"] = hub.cases_mark(sub.units)
         # the clock alone changing is no news: countdowns run in the browser
         key = json.dumps({**view, "now_ms": 0}, separators=(",", ":"), ensure_ascii=False)
         return key, json.dumps(view, separators=(",", ":"), ensure_ascii=False)

@@ -67,6 +67,7 @@ HELD_STATES = frozenset({"offered", "connected", "wrapup"})
 REFRESH_S = 2.0
 # How long one blocking read of the event stream waits, ms.
 BLOCK_MS = 1_000
+CASE_EVENTS = frozenset({"CASECREATED", "CASESTATUS"})
 
 
 def _s(value: Any) -> str:
@@ -214,6 +215,7 @@ class Subscription:
 
     agent_id: str
     holds: set[str] = field(default_factory=set)
+    units: set[str] = field(default_factory=set)  # the case units it is a member of
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -227,6 +229,9 @@ class DesktopHub:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.events_seen = 0
+        # unit -> id of the last case event that touched its cases (made, moved, linked,
+        # handed over): a change here is news for the unit's members' "My unit's cases"
+        self.unit_marks: dict[str, str] = {}
 
     def subscribe(self, agent_id: str) -> Subscription:
         sub = Subscription(agent_id)
@@ -238,10 +243,15 @@ class DesktopHub:
     def unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)
 
-    def notify(self, agent_id: str, ix_id: str) -> None:
+    def notify(self, agent_id: str, ix_id: str, units: frozenset[str] = frozenset()) -> None:
         for sub in self._subs:
-            if (agent_id and sub.agent_id == agent_id) or (ix_id and ix_id in sub.holds):
+            if ((agent_id and sub.agent_id == agent_id) or (ix_id and ix_id in sub.holds)
+                    or (units and units & sub.units)):
                 sub.wake.set()
+
+    def cases_mark(self, units: set[str]) -> str:
+        """What changed last in these units' cases, as seen by this process ("" nothing)."""
+        return "|".join(f"{u}={self.unit_marks[u]}" for u in sorted(units) if u in self.unit_marks)
 
     async def _last_id(self) -> str:
         last = await self.redis.xrevrange(self.keys.events, count=1)
@@ -264,7 +274,13 @@ class DesktopHub:
                     last = _s(entry_id)
                     self.events_seen += 1
                     data = {_s(k): _s(v) for k, v in fields.items()}
-                    self.notify(data.get("agent", ""), data.get("ix", ""))
+                    units: frozenset[str] = frozenset()
+                    if data.get("ev") in CASE_EVENTS:
+                        units = frozenset(u for u in (data.get("unit", ""),
+                                                      data.get("from_unit", "")) if u)
+                        for unit in units:
+                            self.unit_marks[unit] = last
+                    self.notify(data.get("agent", ""), data.get("ix", ""), units)
 
     async def close(self) -> None:
         """Stop reading and wake every stream (they see the stop flag and end)."""

@@ -392,10 +392,15 @@
     setInterval(readList, (cases.refresh_s || 15) * 1000);
   }
 
+  let lastMark = "";
   window.cityline.onView((view) => {
     applyWork(view);
-    // a view push: read the list again (at most every 2 s)
-    if ($("unit-cases") && Date.now() - lastRead > 2000) readList();
+    if (!$("unit-cases")) return;
+    // a case of my units changed (made, moved, linked, handed over): read the list at once;
+    // any other view push: read it again at most every 2 s
+    const mark = view.cases_mark || "";
+    if (mark !== lastMark || Date.now() - lastRead > 2000) readList();
+    lastMark = mark;
   });
   Object.assign(window.cityline, { readCases: readList });
 })();
