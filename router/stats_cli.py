@@ -42,10 +42,10 @@ from router.stats import (
     NamedAgentFigures,
     NamedFigures,
     PeriodReport,
-    QueueFigures,
     StatsAggregator,
     day_bounds_ms,
 )
+from router.stats_format import QUEUE_COLUMNS, active, pct, queue_cells, secs
 
 if TYPE_CHECKING:
     from router.config import CitylineConfig
@@ -254,7 +254,7 @@ def stats_command(args: argparse.Namespace) -> int:
         if with_agents:
             doc["agents"] = report.agents
         if by == "interval":
-            doc["intervals"] = [r for r in rows if _active(r.counters)]
+            doc["intervals"] = [r for r in rows if active(r.counters)]
         if want_json:
             json.dump(_plain(doc), out, indent=2, ensure_ascii=False)
             out.write("\n")
@@ -263,10 +263,6 @@ def stats_command(args: argparse.Namespace) -> int:
         return 0
 
     return _run(args, body)
-
-
-def _active(counters: dict[str, int]) -> bool:
-    return any(counters.values())
 
 
 def _plain(value: Any) -> Any:
@@ -282,39 +278,6 @@ def _plain(value: Any) -> Any:
 # --- text tables -------------------------------------------------------------------------------
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f}%"
-
-
-def _secs(value: float | None) -> str:
-    """8.0s below 100 s, then m:ss and h:mm:ss, as contact-centre reports show times."""
-    if value is None:
-        return "-"
-    if value < 100:
-        return f"{value:.1f}s"
-    whole = round(value)
-    hours, rest = divmod(whole, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
-
-
-# KB: first-contact resolutions from the knowledge base (kb_resolved); KB% of handled, and
-# KB/FCR: their share of all first-contact resolutions.
-_QUEUE_COLUMNS = (
-    "Offered", "Answered", "Aband", "Short", "SL", "Aband%", "ASA", "AHT", "Xfer%", "FCR%",
-    "KB", "KB%", "KB/FCR", "RONA", "Timeout",
-)  # fmt: skip
-
-
-def _queue_cells(f: QueueFigures) -> list[str]:
-    return [
-        str(f.offered), str(f.answered), str(f.abandoned), str(f.short_abandoned),
-        _pct(f.service_level), _pct(f.abandonment_rate), _secs(f.asa_s), _secs(f.aht_s),
-        _pct(f.transfer_rate), _pct(f.fcr_rate), str(f.kb_resolved), _pct(f.kb_rate),
-        _pct(f.kb_fcr_share), str(f.rona), str(f.timeouts),
-    ]  # fmt: skip
-
-
 _AGENT_COLUMNS = (
     "Name", "Offers", "Answered", "RONA", "Handled", "FCR", "KB", "AHT", "Talk", "Wrap-up",
     "Ready", "Paused", "Occupancy",
@@ -324,8 +287,8 @@ _AGENT_COLUMNS = (
 def _agent_cells(name: str, f: AgentFigures) -> list[str]:
     return [
         name, str(f.offers), str(f.answered), str(f.rona), str(f.handled),
-        str(f.first_contact_resolved), str(f.kb_resolved), _secs(f.aht_s), _secs(f.talk_s),
-        _secs(f.wrapup_s), _secs(f.ready_s), _secs(f.paused_s), _pct(f.occupancy),
+        str(f.first_contact_resolved), str(f.kb_resolved), secs(f.aht_s), secs(f.talk_s),
+        secs(f.wrapup_s), secs(f.ready_s), secs(f.paused_s), pct(f.occupancy),
     ]  # fmt: skip
 
 
@@ -346,19 +309,19 @@ def render_text(doc: dict[str, Any], tz: ZoneInfo) -> str:
     parts = [f"cityline statistics {doc['start']} .. {doc['end']} ({doc['timezone']})\n"]
     if "queues" in doc:
         queues: list[NamedFigures] = doc["queues"]
-        rows = [[q.name, *_queue_cells(q.figures)] for q in queues]
-        empty = [["(none)", *[""] * len(_QUEUE_COLUMNS)]]
-        parts.append(_table(["Queue", *_QUEUE_COLUMNS], rows or empty))
+        rows = [[q.name, *queue_cells(q.figures)] for q in queues]
+        empty = [["(none)", *[""] * len(QUEUE_COLUMNS)]]
+        parts.append(_table(["Queue", *QUEUE_COLUMNS], rows or empty))
     if "channels" in doc:
         channels: list[NamedFigures] = doc["channels"]
         total: NamedFigures = doc["total"]
-        rows = [[c.name, *_queue_cells(c.figures)] for c in channels]
-        rows.append(["all", *_queue_cells(total.figures)])
-        parts.append(_table(["Channel", *_QUEUE_COLUMNS], rows))
+        rows = [[c.name, *queue_cells(c.figures)] for c in channels]
+        rows.append(["all", *queue_cells(total.figures)])
+        parts.append(_table(["Channel", *QUEUE_COLUMNS], rows))
     if "agents" in doc:
         agents: list[NamedAgentFigures] = doc["agents"]
         # the table shows who worked; the JSON document lists every agent
-        rows = [[a.agent, *_agent_cells(a.name, a.figures)] for a in agents if _active(a.counters)]
+        rows = [[a.agent, *_agent_cells(a.name, a.figures)] for a in agents if active(a.counters)]
         empty = [["(no activity)", *[""] * len(_AGENT_COLUMNS)]]
         parts.append(_table(["Agent", *_AGENT_COLUMNS], rows or empty, left=2))
     if "intervals" in doc:
@@ -367,10 +330,10 @@ def render_text(doc: dict[str, Any], tz: ZoneInfo) -> str:
             [
                 datetime.fromtimestamp(r.interval_start_ms / 1000, tz).strftime("%Y-%m-%d %H:%M"),
                 r.name if r.kind == "all" else f"{r.kind}:{r.name}",
-                *_queue_cells(r.figures),
+                *queue_cells(r.figures),
             ]
             for r in intervals
         ]
-        empty = [["(no traffic)", "", *[""] * len(_QUEUE_COLUMNS)]]
-        parts.append(_table(["Interval", "Scope", *_QUEUE_COLUMNS], rows or empty, left=2))
+        empty = [["(no traffic)", "", *[""] * len(QUEUE_COLUMNS)]]
+        parts.append(_table(["Interval", "Scope", *QUEUE_COLUMNS], rows or empty, left=2))
     return "\n".join(parts)

@@ -2,7 +2,7 @@
 
 Every figure comes from `StatsAggregator.interval_report` / `day_report`, the same calls
 `cityline stats --by interval` makes, and is formatted by the same helpers
-(router/stats_cli.py `_queue_cells`), so the wall, the report page, the CSV file and the
+(router/stats_format.py `queue_cells`), so the wall, the report page, the CSV file and the
 command line always show the same numbers. Nothing here computes a ratio of its own except the
 day's running service level, which is `QueueFigures.from_counters` of the summed counters.
 """
@@ -26,7 +26,7 @@ from router.stats import (
     StatsAggregator,
     add_counters,
 )
-from router.stats_cli import _QUEUE_COLUMNS, _active, _queue_cells
+from router.stats_format import QUEUE_COLUMNS, active, queue_cells
 from router.web.charts import HistogramBucket, SlPoint, VolumePoint
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
     "totals_rows",
 ]
 
-QUEUE_COLUMNS: tuple[str, ...] = tuple(_QUEUE_COLUMNS)
+QUEUE_COLUMNS: tuple[str, ...] = tuple(QUEUE_COLUMNS)
 
 # The CSV's columns: the interval, the scope, then the counters and figures of
 # `cityline stats --format json` (ratios as fractions 0..1, times in seconds, empty = no data).
@@ -99,10 +99,10 @@ def table_rows(rows: Sequence[IntervalRow], tz: ZoneInfo) -> list[list[str]]:
         [
             datetime.fromtimestamp(r.interval_start_ms / 1000, tz).strftime("%H:%M"),
             r.name if r.kind == "all" else f"{r.kind}:{r.name}",
-            *_queue_cells(r.figures),
+            *queue_cells(r.figures),
         ]
         for r in rows
-        if _active(r.counters)
+        if active(r.counters)
     ]
 
 
@@ -112,7 +112,7 @@ def totals_rows(report: PeriodReport, scope: Scope) -> list[list[str]]:
     if scope.kind != "all":
         named = [n for n in named if n.kind == scope.kind and n.name == scope.name]
     return [
-        [n.name if n.kind == "all" else f"{n.kind}:{n.name}", *_queue_cells(n.figures)]
+        [n.name if n.kind == "all" else f"{n.kind}:{n.name}", *queue_cells(n.figures)]
         for n in named
     ]
 
@@ -151,7 +151,7 @@ def _trim(rows: Sequence[IntervalRow], upto_ms: int | None) -> list[IntervalRow]
     current day), so a chart is not 96 mostly empty slots."""
     if upto_ms is not None:
         rows = [r for r in rows if r.interval_start_ms <= upto_ms]
-    active = [i for i, r in enumerate(rows) if _active(r.counters)]
+    active = [i for i, r in enumerate(rows) if active(r.counters)]
     if not active:
         return list(rows[-8:]) if upto_ms is not None else []
     first = active[0] - active[0] % 4  # back to the hour

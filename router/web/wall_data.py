@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from queues.keys import Keys
 from router.config import CitylineConfig
 from router.stats import AgentLive, LiveSnapshot, QueueFigures, QueueLive, StatsAggregator
-from router.stats_cli import _pct, _secs
+from router.stats_format import pct, secs
 
 __all__ = ["WAITING_PER_QUEUE", "WallFeed", "build_payload", "read_waiting"]
 
@@ -65,13 +65,13 @@ def _figures(prefix: str, f: QueueFigures, q: QueueLive) -> tuple[dict[str, str]
         f"{prefix}_offered": str(f.offered),
         f"{prefix}_answered": str(f.answered),
         f"{prefix}_abandoned": str(f.abandoned),
-        f"{prefix}_sl": _pct(f.service_level),
-        f"{prefix}_abandon": _pct(f.abandonment_rate),
+        f"{prefix}_sl": pct(f.service_level),
+        f"{prefix}_abandon": pct(f.abandonment_rate),
         # first-contact resolution, and how many of those a knowledge card settled
-        f"{prefix}_fcr": _pct(f.fcr_rate),
+        f"{prefix}_fcr": pct(f.fcr_rate),
         f"{prefix}_kb": str(f.kb_resolved),
-        f"{prefix}_kb_share": _pct(f.kb_fcr_share),
-        f"{prefix}_kb_rate": _pct(f.kb_rate),
+        f"{prefix}_kb_share": pct(f.kb_fcr_share),
+        f"{prefix}_kb_rate": pct(f.kb_rate),
     }
     states = {
         f"{prefix}_sl": _sl_state(f.service_level, q.target_pct),
@@ -88,15 +88,15 @@ def queue_tile(q: QueueLive, cfg: CitylineConfig) -> dict[str, Any]:
         "label": label(configured.labels, cfg, q.name) if configured else q.name,
         "channel": q.channel,
         "waiting": str(q.waiting),
-        "longest_wait": _secs(q.longest_wait_s) if q.waiting else "-",
+        "longest_wait": secs(q.longest_wait_s) if q.waiting else "-",
         "ready": str(q.agents.ready),
         "busy": str(q.agents.busy),
         "paused": str(q.agents.paused),
         "sl_target": "-" if q.target_pct is None else
         f"{q.target_pct:g}% in {q.threshold_s:g} s",
         "abandon_target": "-" if q.abandon_target_pct is None else f"≤{q.abandon_target_pct:g}%",
-        "asa": _secs(q.today.asa_s),
-        "aht": _secs(q.today.aht_s),
+        "asa": secs(q.today.asa_s),
+        "aht": secs(q.today.aht_s),
         "erlang_c": _count(need),
         "erlang_a": _count(q.staffing.erlang_a_agents),
         "arrival_rate": "-" if q.staffing.arrival_rate_per_h is None
@@ -132,11 +132,11 @@ def agent_row(a: AgentLive, cfg: CitylineConfig) -> dict[str, Any]:
             "name": a.name or a.id,
             "state": shown,
             "reason": (label(reason.labels, cfg, a.reason) if reason else a.reason) or "",
-            "time_in_state": _secs(a.state_s),
+            "time_in_state": secs(a.state_s),
             "current": current or "-",
             "handled": str(a.handled_today),
-            "aht": _secs(a.today.aht_s),
-            "occupancy": _pct(a.today.occupancy),
+            "aht": secs(a.today.aht_s),
+            "occupancy": pct(a.today.occupancy),
         },
     }
 
@@ -158,7 +158,7 @@ def waiting_row(ix: Mapping[str, str], now_ms: int, cfg: CitylineConfig) -> dict
             "queue": label(configured.labels, cfg, queue) if configured else queue,
             "channel": ix.get("channel", ""),
             "priority": str(int(ix.get("priority") or 0)),
-            "waited": _secs(max(0.0, (now_ms - enqueued) / 1000)) if enqueued else "-",
+            "waited": secs(max(0.0, (now_ms - enqueued) / 1000)) if enqueued else "-",
             "language": ix.get("language", ""),
             "subject": subject,
         },
@@ -179,12 +179,12 @@ def build_payload(
             "offered": str(snapshot.total.offered),
             "answered": str(snapshot.total.answered),
             "abandoned": str(snapshot.total.abandoned),
-            "sl": _pct(snapshot.total.service_level),
-            "abandon": _pct(snapshot.total.abandonment_rate),
-            "asa": _secs(snapshot.total.asa_s),
-            "fcr": _pct(snapshot.total.fcr_rate),
+            "sl": pct(snapshot.total.service_level),
+            "abandon": pct(snapshot.total.abandonment_rate),
+            "asa": secs(snapshot.total.asa_s),
+            "fcr": pct(snapshot.total.fcr_rate),
             "kb": str(snapshot.total.kb_resolved),
-            "kb_share": _pct(snapshot.total.kb_fcr_share),
+            "kb_share": pct(snapshot.total.kb_fcr_share),
         },
     }
 
