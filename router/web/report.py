@@ -151,11 +151,11 @@ def _trim(rows: Sequence[IntervalRow], upto_ms: int | None) -> list[IntervalRow]
     current day), so a chart is not 96 mostly empty slots."""
     if upto_ms is not None:
         rows = [r for r in rows if r.interval_start_ms <= upto_ms]
-    active = [i for i, r in enumerate(rows) if active(r.counters)]
-    if not active:
+    busy = [i for i, r in enumerate(rows) if active(r.counters)]
+    if not busy:
         return list(rows[-8:]) if upto_ms is not None else []
-    first = active[0] - active[0] % 4  # back to the hour
-    last = len(rows) - 1 if upto_ms is not None else active[-1]
+    first = busy[0] - busy[0] % 4  # back to the hour
+    last = len(rows) - 1 if upto_ms is not None else busy[-1]
     return list(rows[first : last + 1])
 
 
