@@ -180,6 +180,17 @@ class CaseStore:
         return [json.loads(e) for e in await self.redis.lrange(self.keys.case_history(case_id),
                                                                 0, -1)]
 
+    async def histories(self, case_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """The status histories of `case_ids` in one round trip (for lists and reports)."""
+        if not case_ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for case_id in case_ids:
+                pipe.lrange(self.keys.case_history(case_id), 0, -1)
+            rows = await pipe.execute()
+        return {cid: [json.loads(e) for e in row]
+                for cid, row in zip(case_ids, rows, strict=True)}
+
     async def subscribers(self, case_id: str) -> list[Subscriber]:
         raw = await self.redis.hgetall(self.keys.case_subscribers(case_id))
         return [Subscriber.from_json(_s(v)) for _k, v in sorted(raw.items())]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -166,17 +165,8 @@ def compute(cases: Iterable[Mapping[str, str]],
 async def read_cases(cases_service: Any) -> tuple[list[dict[str, str]],
                                                   dict[str, list[dict[str, Any]]]]:
     """Every case and its status history (the number index scanned; history in one pipeline)."""
-    store = cases_service.store
     all_cases = await cases_service.all_cases()
-    histories: dict[str, list[dict[str, Any]]] = {}
-    if all_cases:
-        async with store.redis.pipeline(transaction=False) as pipe:
-            for c in all_cases:
-                pipe.lrange(store.keys.case_history(c["id"]), 0, -1)
-            rows = await pipe.execute()
-        for c, row in zip(all_cases, rows, strict=True):
-            histories[c["id"]] = [json.loads(e) for e in row]
-    return all_cases, histories
+    return all_cases, await cases_service.histories(all_cases)
 
 
 async def build(service: Any, *, since_ms: int | None = None, until_ms: int | None = None,

@@ -248,6 +248,10 @@ class CaseService:
     async def history(self, case: dict[str, str]) -> list[dict[str, Any]]:
         return await self.store.history(case["id"])
 
+    async def histories(self, cases: list[dict[str, str]]) -> dict[str, list[dict[str, Any]]]:
+        """Case id -> its status history, for many cases in one round trip."""
+        return await self.store.histories([c["id"] for c in cases])
+
     async def subscribers(self, case: dict[str, str]) -> list[Subscriber]:
         return await self.store.subscribers(case["id"])
 

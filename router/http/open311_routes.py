@@ -143,8 +143,8 @@ async def post_request(request: web.Request) -> web.Response:
 
 async def _views(service: RoutingService, found: list[dict[str, str]],
                  lang: str) -> list[dict[str, Any]]:
-    cases = service.cases
-    return [open311.request_view(c, await cases.history(c), service.cfg, lang) for c in found]
+    histories = await service.cases.histories(found)
+    return [open311.request_view(c, histories[c["id"]], service.cfg, lang) for c in found]
 
 
 async def get_request(request: web.Request) -> web.Response:
