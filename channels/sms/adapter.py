@@ -153,7 +153,6 @@ class SmsAdapter:
         if self._worker is not None:
             await cancel_for_sure(self._worker)
             self._worker = None
-        await self.receipts.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -322,8 +321,8 @@ class SmsAdapter:
                 raise DeliveryError(str(exc), permanent=exc.permanent) from exc
             done += 1
             job.payload[SENT_KEY] = done  # kept with the job: a retry sends only the rest
-            await self.receipts.sent(job.ix_id, job.item, done, total, [gw_id, reference])
-        await self.receipts.after_send(job.ix_id, job.item)
+            await self.receipts.sent(job.ix_id, job.item, done, total, [gw_id, reference],
+                                     job.attempts)
 
     # --- the worker: overdue multi-part messages ----------------------------------------
 

@@ -3,22 +3,30 @@ or "undelivered") written over the message's delivery record, which the agent se
 
 When the gateway takes a segment, a link (kind "sent") from the gateway's message id (and from
 our own reference, for gateways that name that one instead) leads back to the interaction, the
-conversation item and which segment of how many it was. A receipt stores the segment's status
-under the link "receipts" of the message; the message is "delivered" once every segment is, and
-"undelivered" as soon as one is not.
+conversation item, which segment of how many it was and the outbox's try that took it. A receipt
+stores the segment's status under the link "receipts" of the message; the message is
+"delivered" once every segment is, and "undelivered" as soon as one is not.
 
-The outbox writes "sent" only after the send function returned, so a receipt may come before
-it (a fast gateway, or a first segment refused while later ones are still being posted). Such a
-receipt is kept and applied once the record says "sent": by the receiving webhook, which waits a
-little, and by the sender, which looks for early receipts when it is done.
+A receipt is applied at once, whatever the record says then. The outbox writes "sent" only after
+the send function returned, so a receipt may come before it (a fast gateway, or a first segment
+refused while later ones are still being posted); a delivery record never steps back
+(`ChannelState.set_delivery`), so the outbox's later "sent" or "retrying" is dropped and the
+receipt's status stays. What that dropped "sent" would have said the receipt writes instead:
+the try that took the message (from the links), the time, no error but the receipt's own. A
+record that failed or was opted out (or is gone) is left alone.
+
+The "sent" link is written only once the gateway answered with its id, so a receipt may even
+come before it. Such a receipt is kept (link "early", EARLY_TTL_S) and applied by whichever
+comes second: the sender, which looks for one after writing each link, or the webhook, which
+looks for the link again after keeping the receipt. Both write before they read, so at least
+one of them sees the other, in one process or several; applying a receipt twice changes
+nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Coroutine
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,11 +35,14 @@ from router.channel_state import ChannelState
 
 logger = logging.getLogger(__name__)
 
-SENT = "sent"  # link: gateway message id (or our reference) -> {ix, item, segment, segments}
-RECEIPTS = "receipts"  # link: "<ix>:<item>" -> {segments, error, "<segment>": status}
+SENT = "sent"  # link: gateway message id (or our reference) -> {ix, item, segment, segments,
+#                attempt}
+RECEIPTS = "receipts"  # link: "<ix>:<item>" -> {segments, error, "<segment>": status,
+#                        "try:<segment>": the outbox's try that took it}
+EARLY = "early"  # link: an id not linked yet -> {status, raw, error}, a receipt that came first
+EARLY_TTL_S = 600.0  # far longer than the gateway takes to answer a segment
 PENDING = frozenset({"queued", "retrying"})
 AFTER_SENT = frozenset({"sent", "delivered", "undelivered"})
-WAIT_FOR_SENT_S = 15.0
 
 DELIVERED = frozenset({"delivered", "delivrd", "read"})
 UNDELIVERED = frozenset(
@@ -70,93 +81,102 @@ class TwilioStatus(BaseModel):
     ErrorCode: str = Field("", max_length=64)
 
 
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
 class Receipts:
     def __init__(self, state: ChannelState, window_s: float) -> None:
         self.state = state
         self.window_s = window_s
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def sent(self, ix_id: str, item: str, segment: int, segments: int,
-                   keys: list[str]) -> None:
-        """The gateway took `segment` (1-based) of message `item`; `keys` name it in receipts."""
-        fields = {"ix": ix_id, "item": item, "segment": str(segment), "segments": str(segments)}
+                   keys: list[str], attempt: int = 0) -> None:
+        """The gateway took `segment` (1-based) of message `item` in the outbox's try
+        `attempt`; `keys` name it in receipts. A receipt that came before is applied now."""
+        fields = {"ix": ix_id, "item": item, "segment": str(segment), "segments": str(segments),
+                  "attempt": str(attempt)}
         for key in dict.fromkeys(k for k in keys if k):
             await self.state.set_link(SENT, key, fields, self.window_s)
+            early = await self.state.link(EARLY, key)
+            if early.get("status"):
+                try:
+                    await self._record(fields, early["status"], early.get("raw", ""),
+                                       early.get("error", ""))
+                    await self.state.drop_link(EARLY, key)
+                except Exception:  # the segment was taken all the same
+                    logger.exception("sms: applying an early receipt for %s failed", key)
 
     async def receive(self, msg_id: str, raw_status: str, error: str = "") -> str:
         """Apply one receipt; returns what it did ("delivered", "undelivered", "ignored" for a
-        status on the way, "unknown" for an id we never sent or forgot)."""
+        status on the way, "unknown" for an id we never sent, forgot, or have not linked yet:
+        that one is kept EARLY_TTL_S for the sender to apply)."""
         status = final_status(raw_status)
         if status is None:
             return "ignored"
         sent = await self.state.link(SENT, msg_id)
-        ix_id, item = sent.get("ix", ""), sent.get("item", "")
-        if not ix_id or not item:
-            logger.info("sms: receipt %r for unknown message %s", raw_status, msg_id)
-            return "unknown"
-        fields = {"segments": sent.get("segments", "1"), sent.get("segment", "1"): status}
+        if not (sent.get("ix") and sent.get("item")):
+            # the gateway may report before its answer reached the sender: keep the receipt,
+            # then look again, as the sender writes its link before it looks for this
+            await self.state.set_link(EARLY, msg_id, {"status": status, "raw": raw_status,
+                                                      "error": error}, EARLY_TTL_S)
+            sent = await self.state.link(SENT, msg_id)
+            if not (sent.get("ix") and sent.get("item")):
+                logger.info("sms: receipt %r for unknown message %s (kept %.0fs)", raw_status,
+                            msg_id, EARLY_TTL_S)
+                return "unknown"
+            await self.state.drop_link(EARLY, msg_id)
+        await self._record(sent, status, raw_status, error)
+        return status
+
+    async def _record(self, sent: dict[str, str], status: str, raw_status: str,
+                      error: str) -> None:
+        """Store one segment's receipt with its message's, then apply them."""
+        ix_id, item = sent["ix"], sent["item"]
+        segment = sent.get("segment", "1")
+        fields = {"segments": sent.get("segments", "1"), segment: status}
+        if sent.get("attempt"):
+            fields[f"try:{segment}"] = sent["attempt"]
         if status == "undelivered":
             fields["error"] = error or f"the gateway reported {raw_status.strip()}"
         await self.state.set_link(RECEIPTS, f"{ix_id}:{item}", fields, self.window_s)
-        if not await self.apply(ix_id, item):
-            self._spawn(self.apply(ix_id, item, wait_s=WAIT_FOR_SENT_S))
-        return status
+        await self.apply(ix_id, item)
 
-    async def after_send(self, ix_id: str, item: str) -> None:
-        """The sender is done with a message: receipts that came before the outbox records it
-        "sent" are applied once it has (in the background)."""
-        if await self.state.link(RECEIPTS, f"{ix_id}:{item}"):
-            self._spawn(self.apply(ix_id, item, wait_s=WAIT_FOR_SENT_S))
-
-    async def apply(self, ix_id: str, item: str, *, wait_s: float = 0.0) -> bool:
-        """Write the receipts of (ix_id, item) over its record once the record is past "sent";
-        False if it is still queued or retrying after `wait_s`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        while True:
-            record = (await self.state.deliveries(ix_id)).get(item) or {}
-            if record.get("status") in AFTER_SENT:
-                break
-            if record.get("status") not in PENDING:
-                return True  # failed, opted out, or no record: receipts change nothing
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
+    async def apply(self, ix_id: str, item: str) -> bool:
+        """Write the receipts of (ix_id, item) over its record, whether the outbox has recorded
+        "sent" yet or not; False if they change nothing (some segments still on the way, the
+        status already there, or a record that failed, was opted out or is gone)."""
+        record = (await self.state.deliveries(ix_id)).get(item) or {}
+        before = record.get("status")
+        if before not in PENDING and before not in AFTER_SENT:
+            return False  # failed, opted out, or no record: receipts change nothing
         receipts = await self.state.link(RECEIPTS, f"{ix_id}:{item}")
-        segments = int(receipts.pop("segments", "1") or 1)
+        segments = _int(receipts.pop("segments", "1"), 1) or 1
         error = receipts.pop("error", "")
-        got = set(receipts.values())
+        tries = [_int(v) for k, v in receipts.items() if k.startswith("try:")]
+        got = [v for k, v in receipts.items() if not k.startswith("try:")]
         if "undelivered" in got:
             status = "undelivered"
-        elif sum(1 for s in receipts.values() if s == "delivered") >= segments:
+        elif got.count("delivered") >= segments:
             status = "delivered"
         else:
-            return True  # some segments still on the way
-        if record.get("status") == status:
-            return True
+            return False  # some segments still on the way
+        if before == status:
+            return False
         updated: dict[str, Any] = {**record, "status": status,
                                    "receipt_at_ms": int(time.time() * 1000)}
+        if before in PENDING:
+            # the outbox's "sent" will be dropped (a record never steps back): say what it
+            # would have said, the try that took the message and no error
+            updated.pop("retry_in_s", None)
+            updated["attempts"] = max([_int(record.get("attempts")), *tries])
+            updated["error"] = ""
+            updated["at_ms"] = updated["receipt_at_ms"]
         if status == "undelivered":
             updated["error"] = error
         await self.state.set_delivery(ix_id, item, updated)
         logger.info("sms: message %s of %s %s", item, ix_id, status)
         return True
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.create_task(self._quiet(coro), name="sms-receipt")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    async def _quiet(coro: Coroutine[Any, Any, Any]) -> None:
-        try:
-            await coro
-        except Exception:
-            logger.exception("sms: applying a delivery receipt failed")
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            while not task.done():  # cancelled again should a Redis call swallow it
-                task.cancel()
-                await asyncio.wait({task}, timeout=0.5)
-        self._tasks.clear()

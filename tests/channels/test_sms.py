@@ -524,21 +524,105 @@ async def test_unsigned_or_badly_signed_receipts_change_nothing(sms: Sms) -> Non
 
 async def test_a_receipt_before_the_outbox_recorded_sent_is_kept(sms: Sms) -> None:
     """The first segment's receipt comes while the second is still being posted, before the
-    outbox records "sent": the receipt waits for that record rather than being overwritten."""
+    outbox records "sent": it is applied at once, and the later "sent" does not overwrite it."""
     ix_id = await open_conversation(sms, "d5", "+48600100223")
     answers: list[str] = []
+    at_once: list[dict[str, Any]] = []
 
     async def report_the_first(body: dict[str, Any], gw_id: str) -> None:
         if gw_id == "gw-2":
             assert await sms.status_is(ix_id, "1", "queued")
             resp = await sms.status({"id": "gw-1", "status": "undelivered"})
             answers.append((await resp.json())["status"])
+            at_once.append((await sms.deliveries(ix_id))["1"])
 
     sms.gateway.before_answer = report_the_first
     await agent_says(sms, ix_id, "z" * 200)
-    record = await eventually(lambda: sms.status_is(ix_id, "1", "undelivered"))
-    assert answers == ["undelivered"] and record["attempts"] == 1
-    assert record["error"] == "the gateway reported undelivered"
+    await eventually(lambda: sms.adapter.outbox.sent == 1)  # the outbox recorded "sent"
+    record = await sms.status_is(ix_id, "1", "undelivered")
+    assert record, await sms.deliveries(ix_id)
+    assert answers == ["undelivered"] and at_once[0]["status"] == "undelivered"
+    assert record["attempts"] == 1 and record["error"] == "the gateway reported undelivered"
+
+
+async def test_a_delivered_receipt_before_sent_is_not_stepped_back(sms: Sms) -> None:
+    """Every segment's receipt comes after the gateway took it but before the outbox records
+    "sent" (after a failed try): the message is delivered at once and stays so once the
+    outbox is done; the record tells the try that took it, not the failure before."""
+    ix_id = await open_conversation(sms, "d6", "+48600100224")
+    sms.gateway.fail = 1
+    receipts = sms.adapter.receipts
+    linked = receipts.sent
+    seen: list[dict[str, Any]] = []
+
+    async def report_each_segment(*args: Any, **kwargs: Any) -> None:
+        await linked(*args, **kwargs)  # the link is written
+        keys = kwargs.get("keys", args[4])
+        assert (await sms.deliveries(ix_id))["1"]["status"] == "retrying"
+        resp = await sms.status({"id": keys[0], "status": "delivered"})
+        assert (await resp.json())["status"] == "delivered"
+        resp = await sms.status({"id": keys[0], "status": "delivered"})  # twice: no harm
+        seen.append((await sms.deliveries(ix_id))["1"])
+
+    receipts.sent = report_each_segment  # type: ignore[method-assign]
+    await agent_says(sms, ix_id, "w" * 200)  # two segments
+    await eventually(lambda: sms.adapter.outbox.sent == 1)  # the outbox recorded "sent"
+    assert [r["status"] for r in seen] == ["retrying", "delivered"]
+    record = await sms.status_is(ix_id, "1", "delivered")
+    assert record, await sms.deliveries(ix_id)
+    assert record["attempts"] == 2 and record["error"] == "" and record["receipt_at_ms"] > 0
+    assert "retry_in_s" not in record
+
+
+async def test_a_receipt_before_its_id_is_linked_is_applied_by_the_sender(sms: Sms) -> None:
+    """The gateway reports a segment before its answer (with the id) reached the sender, to
+    another process: the receipt is kept and applied when the sender links the id."""
+    ix_id = await open_conversation(sms, "d7", "+48600100225")
+    other = sms.another_adapter()  # another process, same Redis
+    answers: list[str] = []
+
+    async def report_at_once(body: dict[str, Any], gw_id: str) -> None:
+        for _ in range(2):  # the gateway repeats itself
+            answers.append(await other.receipts.receive(gw_id, "DELIVRD"))
+
+    sms.gateway.before_answer = report_at_once
+    await agent_says(sms, ix_id, "Hello")
+    await eventually(lambda: sms.adapter.outbox.sent == 1)
+    assert answers == ["unknown", "unknown"]  # not linked yet
+    record = await sms.status_is(ix_id, "1", "delivered")
+    assert record, await sms.deliveries(ix_id)
+    assert record["attempts"] == 1 and record["error"] == ""
+    state = sms.service.channel_state("sms")
+    assert await state.link("early", "gw-1") == {}  # taken
+    # the webhook that keeps a receipt and then finds the link applies it itself
+    assert await other.receipts.receive("gw-1", "delivered") == "delivered"
+
+
+async def test_an_early_receipt_found_linked_by_the_webhook_is_applied(sms: Sms) -> None:
+    """The sender links the id while the webhook keeps the receipt: the webhook looks again
+    after keeping it, so the receipt is applied though the sender found nothing kept."""
+    ix_id = await open_conversation(sms, "d8", "+48600100226")
+    await agent_says(sms, ix_id, "Hello")
+    await eventually(lambda: sms.status_is(ix_id, "1", "sent"))
+    state = sms.service.channel_state("sms")
+    linked = await state.link("sent", "gw-1")
+    await state.drop_link("sent", "gw-1")
+    keep = state.set_link
+
+    async def sender_links_meanwhile(kind: str, key: str, fields: dict[str, str],
+                                     ttl_s: float) -> None:
+        await keep(kind, key, fields, ttl_s)
+        if kind == "early":
+            await keep("sent", "gw-1", linked, 60)  # the sender, which finds nothing kept
+
+    state.set_link = sender_links_meanwhile  # type: ignore[method-assign]
+    receipts = sms.adapter.receipts
+    receipts.state = state
+    resp = await sms.status({"id": "gw-1", "status": "undelivered", "error": "no such phone"})
+    assert (await resp.json())["status"] == "undelivered"
+    record = await sms.status_is(ix_id, "1", "undelivered")
+    assert record and record["error"] == "no such phone"
+    assert await state.link("early", "gw-1") == {}
 
 
 # --- the generic webhooks' secret ----------------------------------------------------------
