@@ -59,9 +59,12 @@ redis.call('EXPIRE', KEYS[1], 7776000)
 return 1
 """
 
-# How far along a delivery is: a record is never replaced by one of a lower rank.
-DELIVERY_RANKS = {"queued": 0, "retrying": 1, "sending": 1, "sent": 2, "delivered": 3,
-                  "undelivered": 3, "failed": 3, "opted_out": 3}
+# How far along a delivery is: a record is never replaced by one of a lower rank. What the
+# peer reports (a receipt: delivered, undelivered) outranks what we concluded ourselves (failed,
+# opted out): a job sent again after a crash that then fails does not hide that the first try
+# reached the phone.
+DELIVERY_RANKS = {"queued": 0, "retrying": 1, "sending": 1, "sent": 2, "failed": 3,
+                  "opted_out": 3, "delivered": 4, "undelivered": 4}
 
 
 class ChannelStateStore:

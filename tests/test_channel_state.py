@@ -147,6 +147,12 @@ async def test_a_delivery_record_never_steps_back(service: RoutingService) -> No
     assert (await service.deliveries("ix5"))["1"]["status"] == "delivered"
     assert await state.set_delivery("ix5", "2", {"status": "retrying"})
     assert await state.set_delivery("ix5", "2", {"status": "failed", "error": "x"})
+    # a receipt outranks our own conclusion: a resend that failed after a crash does not hide
+    # that the first try was delivered, and a receipt corrects an earlier "failed"
+    assert not await state.set_delivery("ix5", "1", {"status": "failed", "error": "resend"})
+    assert (await service.deliveries("ix5"))["1"]["status"] == "delivered"
+    assert await state.set_delivery("ix5", "2", {"status": "delivered"})
+    assert await state.set_delivery("ix5", "1", {"status": "undelivered"})  # receipts: equal
 
 
 async def test_the_message_an_event_announced(service: RoutingService, redis) -> None:
