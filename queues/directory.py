@@ -81,7 +81,7 @@ class DirectoryStore:
     async def change(
         self,
         kind: Kind,
-        action: Literal["set", "remove"],
+        action: Literal["set", "remove", "reset"],
         name: str,
         *,
         expected_version: int,
@@ -90,7 +90,11 @@ class DirectoryStore:
         by: str = "",
     ) -> int:
         """Write one change; returns the new version. StaleError when the version moved on,
-        BusyError when removing an agent who is signed in or holds work."""
+        BusyError when removing an agent who is signed in or holds work.
+
+        `reset` drops the overlay entry (a change or a removal) so the file's definition
+        applies again; for a name the file does not define (`in_base` false) that is a removal.
+        """
         k = self.keys
         overlay, removed = (
             (k.directory_agents, k.directory_removed_agents)

@@ -4,7 +4,9 @@ The configuration file stays the base; a change is validated against the whole c
 (the file given with --config, which must be the one the servers run) and written to Redis as
 an overlay (router/directory.py). Every running `cityline serve` / `dispatch` applies it within
 a second, without a restart. `set` changes only what its options name: the rest of the agent
-or queue stays as it is (a new one starts from the defaults).
+or queue stays as it is (a new one starts from the defaults). `reset` drops the admins' change
+(or removal) of one agent or queue so the file's definition applies again; one the file does
+not define is removed by it (the output says so).
 
 Exit codes like the user commands: 0 done, 1 refused by the state (a signed-in agent, a queue
 still in use, no such agent), 2 wrong input (the change does not validate).
@@ -106,6 +108,7 @@ def _add_agent_commands(commands: Any) -> None:
         actions, "the agents as configured now", cmd_agent_list,
         "remove an agent (refused while signed in or linked to a user)", "ID", cmd_agent_remove,
     )  # fmt: skip
+    _add_reset(actions, "agent", "ID", cmd_agent_reset)
 
 
 def _add_queue_commands(commands: Any) -> None:
@@ -143,6 +146,7 @@ def _add_queue_commands(commands: Any) -> None:
         actions, "the queues as configured now", cmd_queue_list,
         "remove a queue (refused while in use)", "NAME", cmd_queue_remove,
     )  # fmt: skip
+    _add_reset(actions, "queue", "NAME", cmd_queue_reset)
 
 
 def _add_list_and_remove(
@@ -157,6 +161,18 @@ def _add_list_and_remove(
     remove.add_argument(key.lower(), metavar=key)
     _add_admin_options(remove)
     remove.set_defaults(func=remove_func)
+
+
+def _add_reset(actions: Any, kind: str, key: str, func: Any) -> None:
+    reset = actions.add_parser(
+        "reset", help=f"back to the configuration file's definition of the {kind}",
+        description=f"Drop the admins' change (or removal) of the {kind}: the configuration "
+        f"file's definition applies again in every running process. A {kind} the file does not "
+        "define (added by an admin) is removed. Validated like any change.",
+    )  # fmt: skip
+    reset.add_argument(key.lower(), metavar=key)
+    _add_admin_options(reset)
+    reset.set_defaults(func=func)
 
 
 # --- shared -------------------------------------------------------------------------------------
@@ -189,6 +205,19 @@ def _by() -> str:
 
 def _skills_text(skills: dict[str, int]) -> str:
     return " ".join(f"{k}={v}" for k, v in skills.items()) or "-"
+
+
+def _reset_text(kind: str, name: str, result: str, version: int) -> str:
+    if result == "removed":
+        return (f"{kind} {name} removed (version {version}): the configuration file does not "
+                "define it, so resetting it removes it")  # fmt: skip
+    return f"{kind} {name} reset to the configuration file's definition (version {version})"
+
+
+def _removed_note(kind: str, names: list[str]) -> None:
+    if names:
+        print(f"removed by an admin from the file's {kind}s: {', '.join(names)} "
+              f"(`cityline {kind} reset NAME` brings one back)")  # fmt: skip
 
 
 # --- agent --------------------------------------------------------------------------------------
@@ -238,7 +267,8 @@ def cmd_agent_list(args: argparse.Namespace, config: CitylineConfig) -> int:
     if args.format == "json":
         doc = {"version": directory.version, "agents": [
             {"id": a, "origin": directory.origin("agent", a), "state": states[a] or "offline",
-             "config": agent.model_dump(mode="json")} for a, agent in agents.items()]}
+             "config": agent.model_dump(mode="json")} for a, agent in agents.items()],
+            "removed": directory.removed("agent")}
         print(json.dumps(doc, indent=2, ensure_ascii=False))
         return 0
     rows = [
@@ -248,6 +278,7 @@ def cmd_agent_list(args: argparse.Namespace, config: CitylineConfig) -> int:
         for a, agent in agents.items()
     ]  # fmt: skip
     _print_table(("ID", "NAME", "LINE", "SKILLS", "CAPACITY", "STATE", "ORIGIN"), rows)
+    _removed_note("agent", directory.removed("agent"))
     return 0
 
 
@@ -259,6 +290,18 @@ def cmd_agent_remove(args: argparse.Namespace, config: CitylineConfig) -> int:
 
     version = run_admin(args, config, remove)
     print(f"agent {args.id} removed (version {version})")
+    return 0
+
+
+@_admin_command
+def cmd_agent_reset(args: argparse.Namespace, config: CitylineConfig) -> int:
+    async def reset(admin: AdminSession) -> tuple[str, int]:
+        directory = await _directory(admin)
+        done = await directory.reset_agent(args.id, by=_by())
+        return done.result, done.version
+
+    result, version = run_admin(args, config, reset)
+    print(_reset_text("agent", args.id, result, version))
     return 0
 
 
@@ -330,7 +373,8 @@ def cmd_queue_list(args: argparse.Namespace, config: CitylineConfig) -> int:
     if args.format == "json":
         doc = {"version": directory.version, "queues": [
             {"name": n, "origin": directory.origin("queue", n),
-             "config": q.model_dump(mode="json")} for n, q in queues.items()]}
+             "config": q.model_dump(mode="json")} for n, q in queues.items()],
+            "removed": directory.removed("queue")}
         print(json.dumps(doc, indent=2, ensure_ascii=False))
         return 0
     rows = [
@@ -341,6 +385,7 @@ def cmd_queue_list(args: argparse.Namespace, config: CitylineConfig) -> int:
     ]  # fmt: skip
     _print_table(("NAME", "CHANNEL", "SKILLS", "PRIO", "STRATEGY", "SL", "OFFER_S", "WRAPUP_S",
                   "ORIGIN"), rows)  # fmt: skip
+    _removed_note("queue", directory.removed("queue"))
     return 0
 
 
@@ -352,4 +397,16 @@ def cmd_queue_remove(args: argparse.Namespace, config: CitylineConfig) -> int:
 
     version = run_admin(args, config, remove)
     print(f"queue {args.name} removed (version {version})")
+    return 0
+
+
+@_admin_command
+def cmd_queue_reset(args: argparse.Namespace, config: CitylineConfig) -> int:
+    async def reset(admin: AdminSession) -> tuple[str, int]:
+        directory = await _directory(admin)
+        done = await directory.reset_queue(args.name, by=_by())
+        return done.result, done.version
+
+    result, version = run_admin(args, config, reset)
+    print(_reset_text("queue", args.name, result, version))
     return 0

@@ -22,7 +22,17 @@ agent). A queue's service-level target, strategy, offer timeout, wrap-up and esc
 its required skills and priority for interactions entering it from then on (those waiting keep
 the placement they were queued with). Removing an agent is refused while the agent is signed
 in or holds work, or while a user works as that agent; removing a queue while interactions wait
-in it, another queue overflows or escalates to it, or a channel hands its contacts to it.
+in it, another queue overflows or escalates to it, a channel hands its contacts to it, or an IVR
+flow of the voice channel routes callers to it (changing a queue's channel away from voice is
+refused for the same flows). The flows are those the voice adapter runs: with
+``channels.voice.enabled``, every valid flow of ``channels.voice.flows_dir`` (else the packaged
+`ivr_flows/`), parsed once by `router.ivr_load` and checked with `router.ivr_checks` against the
+queues the change would leave. (The `cases:` block names units and skills, never a queue.)
+
+Resetting an agent or a queue drops the admins' entry for it (a change or a removal), so the
+file's definition applies again; it is validated like setting the file's definition (or, for an
+entry only admins added, like removing it: a reset then removes it) and written by the same
+script, with a CONFIG event whose action is ``reset``.
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ import contextlib
 import logging
 import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import redis.asyncio as aioredis
@@ -48,6 +60,8 @@ from router.config_issues import Loc, clean_loc
 from router.errors import Conflict, NotFound, Unprocessable
 
 if TYPE_CHECKING:
+    from router.config_yaml import Document
+    from router.ivr_flow import IvrFlow
     from router.service import RoutingService
 
 logger = logging.getLogger(__name__)
@@ -59,6 +73,7 @@ POLL_S = 1.0
 WRITE_ATTEMPTS = 5
 
 Origin = Literal["file", "changed", "added"]
+Action = Literal["set", "remove", "reset"]
 _AGENT_ID = TypeAdapter(AgentId)
 _QUEUE_NAME = TypeAdapter(QueueName)
 
@@ -79,7 +94,26 @@ class DirectoryInvalid(Unprocessable):
 
 
 class InUse(Conflict):
+    """Refused while something still needs the entry; `problems` lists what, each at its
+    location from the configuration's root (empty for waiting interactions and users)."""
+
     code = "in_use"
+
+    def __init__(self, message: str, problems: list[tuple[Loc, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+    def details(self) -> list[dict[str, Any]]:
+        return [{"loc": list(loc), "msg": msg} for loc, msg in self.problems]
+
+
+@dataclass(frozen=True)
+class ResetResult:
+    """What a reset did: `restored` the file's definition, or `removed` an entry that only
+    admins had added (the file has none to go back to)."""
+
+    version: int
+    result: Literal["restored", "removed"]
 
 
 def check_agent_id(agent_id: str) -> str:
@@ -168,6 +202,82 @@ def channel_queue_problems(
     return problems
 
 
+@dataclass(frozen=True)
+class RunningFlow:
+    """One IVR flow the voice adapter runs: its file name, its YAML (for line numbers)."""
+
+    file: str
+    doc: Document
+    flow: IvrFlow
+
+
+def running_flows(cfg: CitylineConfig) -> list[RunningFlow]:
+    """The IVR flows the voice adapter of `cfg` runs (`channels.voice.factory`): none while
+    voice is off; else the valid flows of ``channels.voice.flows_dir`` or the packaged ones.
+
+    Parsed by the IVR loader without the configuration (its references are what the caller
+    checks); a file that does not parse is left out: the voice adapter refuses to start with
+    it, so it routes no caller.
+    """
+    voice = cfg.channels.voice
+    if not voice.enabled:
+        return []
+    from router.config_yaml import Document
+    from router.ivr_load import MAX_FLOW_BYTES, default_flows_dir, flow_files, parse_flow
+
+    directory = Path(voice.flows_dir) if voice.flows_dir is not None else default_flows_dir()
+    try:
+        files = flow_files(directory)
+    except OSError as exc:
+        logger.warning("directory: cannot read the IVR flows in %s (%s): removing or changing "
+                       "a voice queue is not checked against them", directory, exc)  # fmt: skip
+        return []
+    found: list[RunningFlow] = []
+    for path in files:
+        try:
+            if path.stat().st_size > MAX_FLOW_BYTES:
+                continue
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        flow, _issues = parse_flow(text)
+        if flow is not None:
+            found.append(RunningFlow(path.name, Document(text), flow))
+    return found
+
+
+FLOWS_LOC: Loc = ("channels", "voice", "flows")
+
+
+def flow_queue_problems(
+    flows: list[RunningFlow], cfg: CitylineConfig, queues: Mapping[str, QueueConfig]
+) -> list[tuple[Loc, str]]:
+    """The IVR flows' references to queues that `queues` would break (a queue gone, or no
+    longer of the voice channel), by the IVR checks themselves (`router.ivr_checks`); each at
+    ``channels.voice.flows.<flow>.nodes.<step>.queue``, naming the flow, the step, its file
+    and line."""
+    if not flows:
+        return []
+    from router.ivr_checks import flow_problems
+
+    view = cfg.model_copy(update={"queues": dict(queues)})  # shallow: nothing re-validated
+    problems: list[tuple[Loc, str]] = []
+    for running in flows:
+        flow = running.flow
+        for loc, msg in flow_problems(flow, view):
+            if len(loc) != 3 or loc[0] != "nodes" or loc[2] != "queue":
+                continue  # languages and topics: not the directory's business
+            step = str(loc[1])
+            queue = getattr(flow.nodes.get(step), "queue", "?")
+            line = running.doc.line_of(loc)
+            where = f"{running.file}:{line}" if line is not None else running.file
+            problems.append(
+                ((*FLOWS_LOC, flow.name, *loc), f"IVR flow {flow.name!r}, step {step!r} "
+                 f"({where}), sends callers to queue {queue!r}: {msg}")
+            )
+    return problems
+
+
 class Directory:
     """The effective agents and queues of one process, and the admin changes to them."""
 
@@ -195,6 +305,15 @@ class Directory:
         self.version = 0  # the overlay version applied to cfg
         self.overlay = Overlay()
         self._lock = asyncio.Lock()
+        self._flows: list[RunningFlow] | None = None
+
+    @property
+    def flows(self) -> list[RunningFlow]:
+        """The IVR flows this configuration runs, read once (the voice adapter, too, reads
+        them once, at the start)."""
+        if self._flows is None:
+            self._flows = running_flows(self.cfg)
+        return self._flows
 
     # --- the effective configuration ----------------------------------------------------------
 
@@ -243,7 +362,22 @@ class Directory:
             agents=agents,
             users=cfg.users,
         )
-        return found + channel_queue_problems(cfg, queues)
+        return (found + channel_queue_problems(cfg, queues)
+                + flow_queue_problems(self.flows, cfg, queues))  # fmt: skip
+
+    def queue_named_at(self, loc: Loc) -> str | None:
+        """The queue a channel or an IVR step names at `loc` (a problem's location), if any."""
+        channels = self.cfg.channels
+        if len(loc) == 7 and tuple(loc[:3]) == FLOWS_LOC:
+            for running in self.flows:
+                if running.flow.name == loc[3]:
+                    return getattr(running.flow.nodes.get(str(loc[5])), "queue", None)
+            return None
+        if len(loc) == 3 and loc[0] == "channels" and loc[2] == "queue":
+            return getattr(getattr(channels, str(loc[1]), None), "queue", None)
+        if len(loc) == 4 and tuple(loc[:3]) == ("channels", "email", "addresses"):
+            return (channels.email.addresses or {}).get(str(loc[3]))
+        return None
 
     def _apply(self, agents: dict[str, AgentConfig], queues: dict[str, QueueConfig]) -> None:
         # Both at once, without an await in between, and without re-validating the whole model
@@ -273,6 +407,11 @@ class Directory:
                     ("agent" if loc[0] == "agents" else "queue", str(loc[1]))
                     for loc, _msg in problems
                     if len(loc) > 1 and loc[0] in ("agents", "queues")
+                }
+                # a channel or an IVR step naming a queue the overlay removed or changed
+                bad |= {
+                    ("queue", named) for loc, _msg in problems
+                    if (named := self.queue_named_at(loc)) is not None
                 }
                 bad &= {("agent", a) for a in overlay.agents} | {
                     ("queue", q) for q in overlay.queues
@@ -316,26 +455,55 @@ class Directory:
             return "changed" if name in base else "added"
         return "file"
 
+    def removed(self, kind: Literal["agent", "queue"]) -> list[str]:
+        """The file's entries admins removed (a reset brings them back), in the file's order."""
+        gone = self.overlay.removed_agents if kind == "agent" else self.overlay.removed_queues
+        base = self.base_agents if kind == "agent" else self.base_queues
+        return [name for name in base if name in gone]
+
     # --- changes ------------------------------------------------------------------------------
 
     async def _write(
         self,
         kind: Literal["agent", "queue"],
-        action: Literal["set", "remove"],
+        action: Action,
         name: str,
         value: AgentConfig | QueueConfig | None,
         by: str,
     ) -> int:
+        return (await self._write_result(kind, action, name, value, by)).version
+
+    async def _write_result(
+        self,
+        kind: Literal["agent", "queue"],
+        action: Action,
+        name: str,
+        value: AgentConfig | QueueConfig | None,
+        by: str,
+    ) -> ResetResult:
+        base = self.base_agents if kind == "agent" else self.base_queues
+        outcome: Literal["restored", "removed"] = "restored"
         for _ in range(WRITE_ATTEMPTS):
             overlay = await self.store.read()
             agents, queues, _unusable = self._effective(overlay)
-            await self._check(kind, action, name, value, agents, queues)
+            if action == "reset":
+                # back to the file: validated like setting the file's definition, or, for an
+                # entry only admins added, like removing it
+                self._check_resettable(kind, name, overlay)
+                if name in base:
+                    outcome = "restored"
+                    await self._check(kind, "set", name, base[name], agents, queues)
+                else:
+                    outcome = "removed"
+                    await self._check(kind, "remove", name, None, agents, queues)
+            else:
+                await self._check(kind, action, name, value, agents, queues)
             try:
                 version = await self.store.change(
                     kind, action, name,
                     expected_version=overlay.version,
                     value=value.model_dump(mode="json") if value is not None else None,
-                    in_base=name in (self.base_agents if kind == "agent" else self.base_queues),
+                    in_base=name in base,
                     by=by,
                 )  # fmt: skip
             except store_errors.StaleError:
@@ -345,8 +513,22 @@ class Directory:
             logger.info("directory: %s %s %s by %s (version %d)", kind, name, action, by or "-",
                         version)  # fmt: skip
             await self.refresh(force=True)
-            return version
+            return ResetResult(version, outcome)
         raise Conflict("the directory keeps changing; try again", code="stale")
+
+    def _check_resettable(
+        self, kind: Literal["agent", "queue"], name: str, overlay: Overlay
+    ) -> None:
+        changed = overlay.agents if kind == "agent" else overlay.queues
+        removed = overlay.removed_agents if kind == "agent" else overlay.removed_queues
+        base = self.base_agents if kind == "agent" else self.base_queues
+        if name in changed or (name in removed and name in base):
+            return
+        if name in base:
+            raise Conflict(f"{kind} {name!r} has no admin change to reset: it is as the "
+                           "configuration file defines it", code="not_changed")  # fmt: skip
+        code = "unknown_agent" if kind == "agent" else "unknown_queue"
+        raise NotFound(f"unknown {kind} {name!r}", code=code)
 
     async def _check(
         self,
@@ -379,7 +561,8 @@ class Directory:
             if problems:
                 raise InUse(
                     f"{kind} {name!r} is still needed: "
-                    + "; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems)
+                    + "; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems),
+                    problems,
                 )
             return
         if kind == "agent":
@@ -433,6 +616,15 @@ class Directory:
 
     async def remove_queue(self, name: str, *, by: str = "") -> int:
         return await self._write("queue", "remove", name, None, by)
+
+    async def reset_agent(self, agent_id: str, *, by: str = "") -> ResetResult:
+        """Drop the admins' change (or removal) of an agent: the file's definition applies
+        again; an agent only admins added is removed (`result` says which)."""
+        return await self._write_result("agent", "reset", agent_id, None, by)
+
+    async def reset_queue(self, name: str, *, by: str = "") -> ResetResult:
+        """Drop the admins' change (or removal) of a queue, like `reset_agent`."""
+        return await self._write_result("queue", "reset", name, None, by)
 
 
 class DirectoryWatcher:

@@ -3,6 +3,7 @@ real aiohttp app on the real Redis."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -12,6 +13,7 @@ from router.dispatcher import Dispatcher
 from router.service import RoutingService
 from tests.api_helpers import API, PASSWORD, ApiHarness, Session, error_of
 from tests.routing_fixtures import call, eventually, offered_to, ready
+from tests.test_directory import VIP_STEP, unchanged, with_flows
 
 
 async def delete(s: Session, path: str, csrf: bool = True) -> Any:
@@ -195,3 +197,75 @@ async def test_users(h: ApiHarness, redis: aioredis.Redis) -> None:
     resp = await delete(admin, "/admin/users/nina")
     assert resp.status == 200
     assert (await delete(admin, "/admin/users/nina")).status == 404
+
+
+async def test_a_queue_still_named_is_refused_and_nothing_changes(
+    h: ApiHarness, cfg: CitylineConfig, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    with_flows(cfg, tmp_path / "flows")  # before the first request: the flows are read once
+    admin = await h.session("root", "admin")
+    before = await unchanged(redis)
+    resp = await delete(admin, "/admin/queues/voice-vip")
+    assert resp.status == 409
+    err = await error_of(resp)
+    assert err["code"] == "in_use" and "IVR flow 'hall', step 'vip'" in err["message"]
+    assert [d["loc"] for d in err["details"]] == [list(VIP_STEP)]
+    queue = (await (await admin.get("/admin/queues/voice-vip")).json())["config"]
+    resp = await admin.put("/admin/queues/voice-vip", {**queue, "channel": "chat"})
+    assert resp.status == 422
+    [detail] = (await error_of(resp))["details"]
+    assert detail["loc"] == list(VIP_STEP) and "serves chat, not voice" in detail["msg"]
+    resp = await delete(admin, "/admin/queues/chat")  # the web chat hands its chats to it
+    assert resp.status == 409
+    assert (await error_of(resp))["details"] == [
+        {"loc": ["channels", "chat", "queue"],
+         "msg": "the chat channel hands its contacts to queue 'chat'"}
+    ]
+    assert await unchanged(redis) == before
+    assert {"voice-vip", "chat"} <= set(cfg.queues) and cfg.queues["voice-vip"].channel == "voice"
+
+
+async def test_reset_to_the_file(h: ApiHarness, cfg: CitylineConfig, redis: aioredis.Redis) -> None:
+    admin = await h.session("root", "admin")
+    sup = await h.session("maria", "supervisor")
+    a1 = (await (await admin.get("/admin/agents/a1")).json())["config"]
+    resp = await admin.put("/admin/agents/a1", {**a1, "skills": {"general": 2}})
+    assert (await resp.json())["origin"] == "changed"
+    assert (await delete(admin, "/admin/queues/voice-esc")).status == 200
+    listing = await (await admin.get("/admin/queues")).json()
+    assert listing["removed"] == ["voice-esc"]
+    assert (await sup.post("/admin/agents/a1/reset")).status == 403
+
+    resp = await admin.post("/admin/agents/a1/reset")
+    assert resp.status == 200, await resp.text()
+    assert await resp.json() == {"reset": "a1", "result": "restored", "version": 3}
+    view = await (await admin.get("/admin/agents/a1")).json()
+    assert view["origin"] == "file" and view["config"]["skills"] == {"general": 5, "taxes": 3}
+    resp = await admin.post("/admin/queues/voice-esc/reset")
+    assert (await resp.json())["result"] == "restored"
+    assert (await admin.get("/admin/queues/voice-esc")).status == 200
+    assert (await (await admin.get("/admin/queues")).json())["removed"] == []
+    # an agent only admins added: the reset removes it, and says so
+    await admin.put("/admin/agents/z9", {"name": "Zofia", "skills": {"general": 4}})
+    resp = await admin.post("/admin/agents/z9/reset")
+    assert await resp.json() == {"reset": "z9", "result": "removed", "version": 6}
+    assert (await admin.get("/admin/agents/z9")).status == 404
+
+    # refusals change nothing
+    before = await unchanged(redis)
+    resp = await admin.post("/admin/agents/a1/reset")
+    assert resp.status == 409 and (await error_of(resp))["code"] == "not_changed"
+    resp = await admin.post("/admin/queues/nowhere/reset")
+    assert resp.status == 404 and (await error_of(resp))["code"] == "unknown_queue"
+    assert await unchanged(redis) == before
+    for name in ("voice-short", "voice-esc"):  # nothing sends to voice any more...
+        queue = (await (await admin.get(f"/admin/queues/{name}")).json())["config"]
+        queue |= {"overflow": None, "max_wait_s": None, "escalation": []}
+        assert (await admin.put(f"/admin/queues/{name}", queue)).status == 200
+    assert (await delete(admin, "/admin/queues/voice")).status == 200
+    before = await unchanged(redis)
+    resp = await admin.post("/admin/queues/voice-short/reset")  # ...but the file's overflows
+    assert resp.status == 422
+    assert [d["loc"] for d in (await error_of(resp))["details"]] == [["overflow"]]
+    assert await unchanged(redis) == before
+    assert cfg.queues["voice-short"].overflow is None

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
-from tests.api_helpers import ApiHarness
+import redis.asyncio as aioredis
+
+from router.config import CitylineConfig
+from tests.api_helpers import API, ApiHarness, error_of
+from tests.test_directory import VIP_STEP, unchanged, with_flows
 from tests.test_web_pages import form_login
 
 
@@ -53,4 +58,40 @@ async def test_agents_get_403_and_strangers_the_login(h: ApiHarness) -> None:
     client = await h.client()
     await form_login(client, "anna")
     resp = await client.get("/admin")
+    assert resp.status == 403
+
+
+async def test_the_page_resets_and_shows_refusals(
+    h: ApiHarness, cfg: CitylineConfig, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    """What the page's buttons send (admin.js: the session cookie and the page's CSRF token):
+    a reset applies, a removal an IVR flow still needs is refused with its details, and the
+    refusal changes nothing."""
+    with_flows(cfg, tmp_path / "flows")
+    await h.user("root", "admin")
+    client = await h.client()
+    await form_login(client, "root")
+    html = await (await client.get("/admin")).text()
+    assert html.count('class="reset"') == 2  # the agent's and the queue's form
+    assert 'id="agents-removed"' in html and 'id="queues-removed"' in html
+    script = await (await client.get("/static/web/admin.js")).text()
+    assert '"/reset"' in script and "removed ||" in script
+    found = re.search(r'<meta name="csrf-token" content="([^"]+)">', html)
+    assert found
+    headers = {"X-CSRF-Token": found.group(1)}
+
+    before = await unchanged(redis)
+    resp = await client.delete(f"{API}/admin/queues/voice-vip", headers=headers)
+    assert resp.status == 409
+    err = await error_of(resp)
+    assert err["code"] == "in_use" and err["details"][0]["loc"] == list(VIP_STEP)
+    assert await unchanged(redis) == before
+
+    resp = await client.put(f"{API}/admin/agents/a2", headers=headers,
+                            json={"name": "Bartek", "skills": {"general": 1}})  # fmt: skip
+    assert resp.status == 200
+    resp = await client.post(f"{API}/admin/agents/a2/reset", headers=headers)
+    assert resp.status == 200 and (await resp.json())["result"] == "restored"
+    assert cfg.agents["a2"].skills == {"general": 5, "lang_en": 5}
+    resp = await client.post(f"{API}/admin/agents/a2/reset")  # no CSRF token: refused
     assert resp.status == 403

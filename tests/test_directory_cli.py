@@ -18,12 +18,13 @@ from router.dispatcher import Dispatcher
 from router.service import RoutingService
 from tests.routing_fixtures import CONFIG, call, eventually, offered_to, ready
 from tests.test_cli_users import Run, _env
+from tests.test_directory import FLOW, unchanged
 
 
 @pytest.fixture
 def run_cli(redis_url: str, tmp_path: Path):
-    async def run(*args: str, stdin: str | None = None) -> Run:
-        argv = [sys.executable, "-m", "router.cli", *args, "--config", str(CONFIG),
+    async def run(*args: str, stdin: str | None = None, config: Path = CONFIG) -> Run:
+        argv = [sys.executable, "-m", "router.cli", *args, "--config", str(config),
                 "--redis-url", redis_url]  # fmt: skip
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
@@ -115,3 +116,70 @@ async def test_queue_commands(run_cli, redis: aioredis.Redis) -> None:
     assert run.code == 1 and "voice-short.overflow" in run.err
     run = await run_cli("queue", "remove", "chat-new")
     assert run.code == 0
+
+
+async def test_a_queue_an_ivr_flow_routes_to_is_kept(
+    run_cli, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "hall.yaml").write_text(FLOW, encoding="utf-8")
+    config = tmp_path / "city.yaml"
+    config.write_text(CONFIG.read_text(encoding="utf-8") + "channels:\n  voice: {enabled: true, "
+                      f"flows_dir: {flows}, flow: hall}}\n", encoding="utf-8")  # fmt: skip
+    run = await run_cli("queue", "remove", "voice-vip", config=config)
+    assert run.code == 1
+    assert ("IVR flow 'hall', step 'vip' (hall.yaml:12), sends callers to queue 'voice-vip': "
+            "unknown queue 'voice-vip'") in run.err
+    run = await run_cli("queue", "set", "voice-vip", "--channel", "chat", config=config)
+    assert run.code == 2 and "serves chat, not voice" in run.err
+    run = await run_cli("queue", "remove", "chat", config=config)  # the web chat's queue
+    assert run.code == 1 and "channels.chat.queue" in run.err
+    assert await unchanged(redis) == ({}, {}, set(), set(), None, 0)
+    # without the voice channel nothing routes callers there
+    run = await run_cli("queue", "remove", "voice-vip")
+    assert run.code == 0, run.err
+
+
+async def test_reset_commands(
+    run_cli, service: RoutingService, cfg: CitylineConfig, redis: aioredis.Redis
+) -> None:
+    """Reset from the command line; a running service (this process) applies it."""
+    store = service.store
+    directory = Directory(store.redis, store.keys, cfg, scripts=store.scripts, service=service)
+    await directory.refresh(force=True)
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(DirectoryWatcher(directory, poll_s=0.05).run(stop))
+    try:
+        assert (await run_cli("agent", "set", "a1", "--skill", "roads=5")).code == 0
+        assert (await run_cli("queue", "remove", "voice-esc")).code == 0
+        assert (await run_cli("agent", "set", "n1", "--name", "Nowy")).code == 0
+        await eventually(lambda: directory.version == 3)
+        assert cfg.agents["a1"].skills["roads"] == 5 and "voice-esc" not in cfg.queues
+        run = await run_cli("queue", "list")
+        assert "removed by an admin from the file's queues: voice-esc" in run.out
+        assert json.loads((await run_cli("queue", "list", "--format", "json")).out)[
+            "removed"] == ["voice-esc"]
+
+        run = await run_cli("agent", "reset", "a1")
+        assert run.code == 0, run.err
+        assert "agent a1 reset to the configuration file's definition (version 4)" in run.out
+        await eventually(lambda: cfg.agents["a1"].skills == {"general": 5, "taxes": 3})
+        run = await run_cli("queue", "reset", "voice-esc")
+        assert run.code == 0 and "queue voice-esc reset" in run.out
+        await eventually(lambda: "voice-esc" in cfg.queues)
+        run = await run_cli("agent", "reset", "n1")
+        assert run.code == 0
+        assert ("agent n1 removed (version 6): the configuration file does not define it, so "
+                "resetting it removes it") in run.out
+        await eventually(lambda: "n1" not in cfg.agents)
+
+        before = await unchanged(redis)
+        run = await run_cli("agent", "reset", "a1")
+        assert run.code == 1 and "no admin change to reset" in run.err
+        run = await run_cli("queue", "reset", "nowhere")
+        assert run.code == 1 and "unknown queue 'nowhere'" in run.err
+        assert await unchanged(redis) == before
+    finally:
+        stop.set()
+        await watcher

@@ -93,3 +93,59 @@ async def test_an_agent_gets_403(city: tuple[Cityline, str], browser: Any,
     response = await page.goto(f"{base}/admin")
     assert response is not None and response.status == 403
     await page.screenshot(path=str(artifacts / "admin-agent-403.png"))
+
+
+async def test_admin_resets_to_the_file_and_sees_a_refused_removal(
+    city: tuple[Cityline, str], browser: Any, redis: aioredis.Redis, artifacts: Path
+) -> None:
+    from playwright.async_api import expect
+
+    running, base = city
+    page = await login(browser, base, "root")
+    await page.wait_for_url(f"{base}/admin")
+    page.on("dialog", lambda dialog: dialog.accept())  # the confirm() before a reset or removal
+
+    # a queue the web chat hands its chats to: the removal is refused, nothing changes
+    queue_row = page.locator('#queues-table tr[data-name="chat"]')
+    await queue_row.locator("button.edit").click()
+    queue_form = page.locator("#queue-form")
+    await expect(queue_form.locator("button.reset")).to_be_hidden()  # as the file has it
+    await queue_form.locator("button.remove").click()
+    await expect(queue_form.locator('.form-error[data-for=""]')).to_contain_text(
+        "channels.chat.queue: the chat channel hands its contacts to queue 'chat'", timeout=LIVE_S
+    )
+    await expect(page.locator("#notice")).to_contain_text("not removed")
+    assert "chat" in running.config.queues and not await redis.exists("cl:dir:version")
+    await queue_form.locator("button.cancel").click()
+
+    # change an agent, then reset it to the file's definition
+    row = page.locator('#agents-table tr[data-id="a1"]')
+    await row.locator("button.edit").click()
+    form = page.locator("#agent-form")
+    await form.locator('.skill-row[data-skill="general"] .skill-level').fill("2")
+    await form.locator("button.save").click()
+    await expect(row.locator("td.origin")).to_have_text("changed", timeout=LIVE_S)
+    await row.locator("button.edit").click()
+    await expect(form.locator("button.reset")).to_be_visible()
+    await form.locator("button.reset").click()
+    await expect(page.locator("#notice")).to_contain_text(
+        "Agent a1 reset to the configuration file's definition", timeout=LIVE_S
+    )
+    await expect(row.locator("td.origin")).to_have_text("file")
+    await expect(row.locator("td.skills")).to_have_text("general 5, taxes 3")
+    assert running.config.agents["a1"].skills == {"general": 5, "taxes": 3}
+
+    # a file's queue removed is listed under the table, with a button that brings it back
+    await page.locator('#queues-table tr[data-name="voice-esc"] button.edit').click()
+    await queue_form.locator("button.remove").click()
+    removed = page.locator('#queues-removed .removed-entry[data-name="voice-esc"]')
+    await expect(removed).to_be_visible(timeout=LIVE_S)
+    assert "voice-esc" not in running.config.queues
+    await page.screenshot(path=str(artifacts / "admin-reset.png"), full_page=True)
+    await removed.locator("button.restore").click()
+    await expect(page.locator("#notice")).to_contain_text("Queue voice-esc reset", timeout=LIVE_S)
+    await expect(page.locator('#queues-table tr[data-name="voice-esc"] td.origin')).to_have_text(
+        "file"
+    )
+    await expect(page.locator("#queues-removed")).to_be_hidden()
+    assert "voice-esc" in running.config.queues

@@ -4,13 +4,19 @@ Supervisors and admins read; only admins change. Every change goes through
 `router.directory.Directory`, which validates it against the whole configuration (422
 `validation_error` with `details`, each `loc` relative to the agent or queue when it is about
 it), writes it and applies it in this process before the answer; other processes apply it
-within a second.
+within a second. A removal (or a reset that removes) refused because something still needs the
+entry is 409 `in_use`, with `details` when it is the configuration (another queue, a channel,
+an IVR flow's step) that names it.
+
+`POST .../reset` drops the admins' change of one agent or queue: the file's definition applies
+again (validated like setting it), or, for an entry only admins added, it is removed; 409
+`not_changed` when there is nothing to reset.
 """
 
 from __future__ import annotations
 
 from router.config import AgentConfig
-from router.directory import Directory, DirectoryInvalid, directory_of, parse_queue
+from router.directory import Directory, DirectoryInvalid, InUse, directory_of, parse_queue
 from router.errors import NotFound
 from router.http.api.schemas_admin import (
     AdminAgent,
@@ -19,6 +25,7 @@ from router.http.api.schemas_admin import (
     AdminQueueList,
     QueueBody,
     Removed,
+    ResetDone,
 )
 from router.http.api.supervision import waiting
 from router.http.api.table import Call
@@ -33,6 +40,12 @@ async def _directory(call: Call) -> Directory:
 
 def _invalid(exc: DirectoryInvalid) -> ApiError:
     return ApiError(422, exc.code, exc.message, details=exc.details())
+
+
+def _in_use(exc: InUse) -> InUse | ApiError:
+    if not exc.problems:
+        return exc
+    return ApiError(409, exc.code, exc.message, details=exc.details())
 
 
 async def _agent_views(call: Call, directory: Directory, ids: list[str]) -> list[AdminAgent]:
@@ -52,7 +65,8 @@ async def _agent_views(call: Call, directory: Directory, ids: list[str]) -> list
 async def admin_list_agents(call: Call) -> AdminAgentList:
     directory = await _directory(call)
     views = await _agent_views(call, directory, list(directory.cfg.agents))
-    return AdminAgentList(version=directory.version, agents=views)
+    return AdminAgentList(version=directory.version, agents=views,
+                          removed=directory.removed("agent"))  # fmt: skip
 
 
 async def admin_get_agent(call: Call) -> AdminAgent:
@@ -77,8 +91,23 @@ async def admin_put_agent(call: Call) -> AdminAgent:
 async def admin_delete_agent(call: Call) -> Removed:
     directory = await _directory(call)
     agent_id = call.param("agent_id")
-    version = await directory.remove_agent(agent_id, by=call.user.username)
+    try:
+        version = await directory.remove_agent(agent_id, by=call.user.username)
+    except InUse as exc:
+        raise _in_use(exc) from None
     return Removed(removed=agent_id, version=version)
+
+
+async def admin_reset_agent(call: Call) -> ResetDone:
+    directory = await _directory(call)
+    agent_id = call.param("agent_id")
+    try:
+        done = await directory.reset_agent(agent_id, by=call.user.username)
+    except DirectoryInvalid as exc:
+        raise _invalid(exc) from None
+    except InUse as exc:
+        raise _in_use(exc) from None
+    return ResetDone(reset=agent_id, result=done.result, version=done.version)
 
 
 async def _queue_views(call: Call, directory: Directory, names: list[str]) -> list[AdminQueue]:
@@ -94,7 +123,8 @@ async def _queue_views(call: Call, directory: Directory, names: list[str]) -> li
 async def admin_list_queues(call: Call) -> AdminQueueList:
     directory = await _directory(call)
     views = await _queue_views(call, directory, list(directory.cfg.queues))
-    return AdminQueueList(version=directory.version, queues=views)
+    return AdminQueueList(version=directory.version, queues=views,
+                          removed=directory.removed("queue"))  # fmt: skip
 
 
 async def admin_get_queue(call: Call) -> AdminQueue:
@@ -120,5 +150,20 @@ async def admin_put_queue(call: Call) -> AdminQueue:
 async def admin_delete_queue(call: Call) -> Removed:
     directory = await _directory(call)
     name = call.param("name")
-    version = await directory.remove_queue(name, by=call.user.username)
+    try:
+        version = await directory.remove_queue(name, by=call.user.username)
+    except InUse as exc:
+        raise _in_use(exc) from None
     return Removed(removed=name, version=version)
+
+
+async def admin_reset_queue(call: Call) -> ResetDone:
+    directory = await _directory(call)
+    name = call.param("name")
+    try:
+        done = await directory.reset_queue(name, by=call.user.username)
+    except DirectoryInvalid as exc:
+        raise _invalid(exc) from None
+    except InUse as exc:
+        raise _in_use(exc) from None
+    return ResetDone(reset=name, result=done.result, version=done.version)

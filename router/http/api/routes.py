@@ -79,6 +79,7 @@ from router.http.api.schemas_admin import (
     AdminUserList,
     QueueBody,
     Removed,
+    ResetDone,
     Unlocked,
     UserCreateRequest,
     UserRemoved,
@@ -304,6 +305,13 @@ ROUTES: list[Route] = [
           None, Removed, ADMIN, tag="admin", errors=(409,),
           description="409 busy while the agent is signed in or holds work (sign them out "
           "first); 409 in_use while a user works as the agent."),
+    Route("POST", "/admin/agents/{agent_id}/reset", admin.admin_reset_agent,
+          "Reset an agent to the configuration file's definition", None, ResetDone, ADMIN,
+          tag="admin", errors=(409, 422),
+          description="Drops the admins' change or removal of the agent: the file's definition "
+          "applies again, validated like setting it (422 validation_error). An agent the file "
+          "does not define is removed (result removed; 409 busy / in_use as for DELETE). 409 "
+          "not_changed when the agent is as the file defines it."),
     Route("GET", "/admin/queues", admin.admin_list_queues, "Every queue as configured now",
           None, AdminQueueList, STAFF, tag="admin"),
     Route("GET", "/admin/queues/{name}", admin.admin_get_queue, "One queue as configured now",
@@ -311,11 +319,20 @@ ROUTES: list[Route] = [
     Route("PUT", "/admin/queues/{name}", admin.admin_put_queue, "Add or replace a queue",
           QueueBody, AdminQueue, ADMIN, tag="admin", errors=(409,),
           description=_LIVE + "Service level, strategy, offer timeout, wrap-up and escalation "
-          "apply at once; required skills and priority to interactions entering from then on."),
+          "apply at once; required skills and priority to interactions entering from then on. "
+          "A channel change is refused while an enabled channel or an IVR flow sends to it."),
     Route("DELETE", "/admin/queues/{name}", admin.admin_delete_queue, "Remove a queue",
           None, Removed, ADMIN, tag="admin", errors=(409,),
           description="409 in_use while interactions wait in it, another queue overflows or "
-          "escalates to it, or an enabled channel hands its contacts to it."),
+          "escalates to it, an enabled channel hands its contacts to it, or an IVR flow of the "
+          "enabled voice channel routes callers to it (details name the flow and the step)."),
+    Route("POST", "/admin/queues/{name}/reset", admin.admin_reset_queue,
+          "Reset a queue to the configuration file's definition", None, ResetDone, ADMIN,
+          tag="admin", errors=(409, 422),
+          description="Drops the admins' change or removal of the queue: the file's definition "
+          "applies again, validated like setting it (422 validation_error). A queue the file "
+          "does not define is removed (result removed; 409 in_use as for DELETE). 409 "
+          "not_changed when the queue is as the file defines it."),
     Route("GET", "/admin/users", admin_users.admin_list_users, "Every user (never a password)",
           None, AdminUserList, ADMIN, tag="admin"),
     Route("POST", "/admin/users", admin_users.admin_create_user, "Create a user",

@@ -41,6 +41,10 @@ class AdminAgent(BaseModel):
 class AdminAgentList(BaseModel):
     version: int = Field(description="directory version: moves with every admin change")
     agents: list[AdminAgent]
+    removed: list[str] = Field(
+        default_factory=list,
+        description="the configuration file's agents an admin removed (a reset brings one back)",
+    )
 
 
 class AdminQueue(BaseModel):
@@ -53,10 +57,23 @@ class AdminQueue(BaseModel):
 class AdminQueueList(BaseModel):
     version: int = Field(description="directory version: moves with every admin change")
     queues: list[AdminQueue]
+    removed: list[str] = Field(
+        default_factory=list,
+        description="the configuration file's queues an admin removed (a reset brings one back)",
+    )
 
 
 class Removed(BaseModel):
     removed: str
+    version: int = Field(description="directory version after the change")
+
+
+class ResetDone(BaseModel):
+    reset: str = Field(description="the agent id or queue name")
+    result: Literal["restored", "removed"] = Field(
+        description="restored: the configuration file's definition applies again; removed: "
+        "the file has none (only admins had added it), so the reset removed it"
+    )
     version: int = Field(description="directory version after the change")
 
 

@@ -118,15 +118,75 @@
     return skills;
   }
 
-  function wireForm(form, onSubmit, onRemove) {
+  function wireForm(form, onSubmit, onRemove, onReset) {
     form.querySelector(".skill-add") &&
       form.querySelector(".skill-add").addEventListener("click", () => addSkillRow(form, "", 1));
     form.querySelector(".cancel").addEventListener("click", () => { form.hidden = true; });
     form.querySelector(".remove").addEventListener("click", onRemove);
+    if (onReset) form.querySelector(".reset").addEventListener("click", onReset);
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       onSubmit();
     });
+  }
+
+  // --- reset to the file's definition (agents and queues alike) ------------------------------
+  // kind: "agent" or "queue"; path: "/admin/agents" or "/admin/queues"; origin: of the entry
+  // ("changed", "added"; "removed" for a file entry an admin removed).
+  function showReset(form, origin) {
+    const button = form.querySelector(".reset");
+    button.hidden = !config.can_edit || !origin || origin === "file";
+    button.textContent = origin === "added" ? "Reset to the file (removes it)" : "Reset to the file";
+    button.dataset.origin = origin || "";
+  }
+
+  async function resetEntry(kind, path, name, origin, form) {
+    const title = kind === "agent" ? "Agent" : "Queue";
+    const question = origin === "added"
+      ? "The configuration file does not define " + kind + " " + name + ": resetting it removes it. Go on?"
+      : "Reset " + kind + " " + name + " to the configuration file's definition?";
+    if (!window.confirm(question)) return;
+    const result = await api("POST", path + "/" + encodeURIComponent(name) + "/reset");
+    if (!result.ok) {
+      if (form) {
+        clearErrors(form);
+        showErrors(form, result);
+      }
+      const error = (result.data && result.data.error) || { message: "HTTP " + result.status };
+      say(title + " " + name + " not reset: " + error.message, true);
+      return;
+    }
+    if (form) form.hidden = true;
+    say(result.data.result === "removed"
+      ? title + " " + name + " removed: the configuration file does not define it."
+      : title + " " + name + " reset to the configuration file's definition; it applies now.");
+    await load();
+  }
+
+  function renderRemoved(boxId, kind, path, names) {
+    const box = $(boxId);
+    box.replaceChildren();
+    box.hidden = !names.length;
+    if (!names.length) return;
+    const label = document.createElement("span");
+    label.textContent = "Removed by an admin from the file's " + kind + "s: ";
+    box.appendChild(label);
+    for (const name of names) {
+      const item = document.createElement("span");
+      item.className = "removed-entry";
+      item.dataset.name = name;
+      item.textContent = name + " ";
+      if (config.can_edit) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "restore";
+        button.textContent = "Reset to the file";
+        button.addEventListener("click", () => resetEntry(kind, path, name, "removed", null));
+        item.appendChild(button);
+      }
+      box.appendChild(item);
+      box.appendChild(document.createTextNode(" "));
+    }
   }
 
   // --- agents --------------------------------------------------------------------------------
@@ -178,6 +238,7 @@
     }
     $("agent-form-title").textContent = a ? "Agent " + a.id : "New agent";
     agentForm.querySelector(".remove").hidden = !a;
+    showReset(agentForm, a ? a.origin : "");
     agentForm.hidden = false;
     agentForm.elements[a ? "name" : "id"].focus();
   }
@@ -217,7 +278,9 @@
     if (!window.confirm("Remove agent " + id + "?")) return;
     const result = await api("DELETE", "/admin/agents/" + encodeURIComponent(id));
     if (!result.ok) {
+      clearErrors(agentForm);
       showErrors(agentForm, result);
+      say("Agent " + id + " not removed: see the form.", true);
       return;
     }
     agentForm.hidden = true;
@@ -225,7 +288,13 @@
     await load();
   }
 
-  wireForm(agentForm, saveAgent, removeAgent);
+  function resetAgent() {
+    const id = agentForm.elements.id.value.trim();
+    return resetEntry("agent", "/admin/agents", id,
+                      agentForm.querySelector(".reset").dataset.origin, agentForm);
+  }
+
+  wireForm(agentForm, saveAgent, removeAgent, resetAgent);
   if ($("agent-new")) $("agent-new").addEventListener("click", () => openAgent(null));
 
   // --- queues --------------------------------------------------------------------------------
@@ -282,6 +351,7 @@
       : "No escalation steps (add them with `cityline queue set NAME --from-json FILE`).";
     $("queue-form-title").textContent = q ? "Queue " + q.name : "New queue";
     queueForm.querySelector(".remove").hidden = !q;
+    showReset(queueForm, q ? q.origin : "");
     queueForm.hidden = false;
   }
 
@@ -324,7 +394,9 @@
     if (!window.confirm("Remove queue " + name + "?")) return;
     const result = await api("DELETE", "/admin/queues/" + encodeURIComponent(name));
     if (!result.ok) {
+      clearErrors(queueForm);
       showErrors(queueForm, result);
+      say("Queue " + name + " not removed: see the form.", true);
       return;
     }
     queueForm.hidden = true;
@@ -332,7 +404,13 @@
     await load();
   }
 
-  wireForm(queueForm, saveQueue, removeQueue);
+  function resetQueue() {
+    const name = queueForm.elements.name.value.trim();
+    return resetEntry("queue", "/admin/queues", name,
+                      queueForm.querySelector(".reset").dataset.origin, queueForm);
+  }
+
+  wireForm(queueForm, saveQueue, removeQueue, resetQueue);
   if ($("queue-new")) $("queue-new").addEventListener("click", () => openQueue(null));
 
   // --- users ---------------------------------------------------------------------------------
@@ -439,6 +517,8 @@
     $("directory-version").textContent = "version " + agents.data.version;
     renderAgents();
     renderQueues();
+    renderRemoved("agents-removed", "agent", "/admin/agents", agents.data.removed || []);
+    renderRemoved("queues-removed", "queue", "/admin/queues", queues.data.removed || []);
     if (config.can_edit) {
       const users = await api("GET", "/admin/users");
       if (users.ok) {
