@@ -316,3 +316,86 @@ async def test_several_chats_at_once(
                                                                      timeout=LIVE_S)  # fmt: skip
     await page.screenshot(path=str(artifacts / "desktop-two-chats.png"), full_page=True)
     await page.context.close()
+
+
+async def test_a_late_refresh_does_not_take_back_an_offer_the_stream_showed(
+    city: tuple[Cityline, str], browser: Any, portal: Portal
+) -> None:
+    """After an action the page reads /agent/view.json once; on a loaded machine that answer
+    can arrive after the stream already pushed a newer view (here: an offer). The stream pushes
+    only on change, so applying the late, older answer would take the offer off the page until
+    the next change (the offer's timeout). The answer is held here until the offer is shown."""
+    import asyncio
+
+    from playwright.async_api import Route, expect
+
+    from router.web.desktop_data import REFRESH_S
+
+    _, base = city
+    page = await login(browser, base, "anna")
+    await page.wait_for_url(f"{base}/agent")
+    await expect(page.locator("#conn")).to_have_text("live", timeout=LIVE_S)
+    read, release, held = asyncio.Event(), asyncio.Event(), []
+
+    async def hold_first(route: Route) -> None:
+        response = await route.fetch()  # the server reads the view now
+        if not held:
+            held.append(await response.json())
+            read.set()
+            await release.wait()
+        await route.fulfill(response=response)
+
+    await page.route("**/agent/view.json", hold_first)
+    await page.click("#go-ready")  # signs in, then refreshes: the view is read, and held
+    await asyncio.wait_for(read.wait(), LIVE_S / 1000)
+    assert held[0]["agent"]["state"] == "ready" and held[0]["offers"] == []
+    chat = await portal.post("/interactions", {"channel": "chat", "queue": "chat"}, status=201)
+    offer = page.locator(f'.offer[data-ix="{chat["id"]}"]')
+    await expect(offer).to_be_visible(timeout=LIVE_S)  # pushed by the stream
+    async with page.expect_response("**/agent/view.json"):
+        release.set()  # the older view arrives now
+    # longer than the server's refresh: nothing would bring the offer back
+    await asyncio.sleep(REFRESH_S + 1)
+    await expect(offer).to_be_visible(timeout=1)
+    await expect(page.locator("#state-badge")).to_have_text("ready")
+    await page.context.close()
+
+
+async def test_a_late_read_of_the_conversation_does_not_take_back_a_message(
+    city: tuple[Cityline, str], browser: Any, portal: Portal
+) -> None:
+    """The page reads a conversation again whenever its messages change; an earlier read that
+    answers after a later one must not put back the conversation without the new message."""
+    import asyncio
+
+    from playwright.async_api import Route, expect
+
+    from router.web.desktop_data import REFRESH_S
+
+    _, base = city
+    page = await ready_desktop(browser, base, "anna")
+    read, release, held = asyncio.Event(), asyncio.Event(), []
+
+    async def hold_first(route: Route) -> None:
+        response = await route.fetch()  # the server reads the conversation now
+        if not held:
+            held.append(await response.json())
+            read.set()
+            await release.wait()
+        await route.fulfill(response=response)
+
+    await page.route("**/api/v1/interactions/*/messages", hold_first)
+    chat = await portal.post("/interactions", {"channel": "chat", "queue": "chat"}, status=201)
+    await page.locator(f'.offer[data-ix="{chat["id"]}"] .accept').click(timeout=LIVE_S)
+    panel = page.locator(f'.work[data-ix="{chat["id"]}"]')
+    await expect(panel).to_be_visible(timeout=LIVE_S)
+    await asyncio.wait_for(read.wait(), LIVE_S / 1000)  # the first read, held: no message yet
+    assert held[0]["messages"] == []
+    await portal.post(f"/interactions/{chat['id']}/resident-messages", {"text": "Hello?"})
+    message = panel.locator(".msg-resident .msg-text")
+    await expect(message).to_have_text("Hello?", timeout=LIVE_S)  # read again on the push
+    async with page.expect_response("**/api/v1/interactions/*/messages"):
+        release.set()  # the first read answers now
+    await asyncio.sleep(REFRESH_S + 1)
+    await expect(message).to_have_text("Hello?", timeout=1)
+    await page.context.close()

@@ -242,9 +242,13 @@
 
   async function loadMessages(entry) {
     const sig = entry.item.msg_sig;
+    // only the latest read is shown: an earlier one answering late would put back a
+    // conversation without its last message (and nothing would read it again)
+    const asked = ++entry.asked;
     try {
       const data = await api("GET", "/interactions/" + encodeURIComponent(entry.item.id) +
         "/messages");
+      if (entry.asked !== asked) return;
       renderMessages(entry, data);
       entry.msgSig = sig;
     } catch (e) {
@@ -258,7 +262,8 @@
     tab.dataset.ix = item.id;
     panel.dataset.ix = item.id;
     panel.dataset.channel = item.channel;
-    const entry = { tab: tab, panel: panel, item: item, msgSig: "", seen: 0, scrolled: false };
+    const entry = { tab: tab, panel: panel, item: item, msgSig: "", seen: 0, scrolled: false,
+      asked: 0 };
     tab.querySelector(".tab").addEventListener("click", () => select(item.id));
     const id = item.id;
     // a queue without wrap-up time takes the outcome with the ending (the .outcome fields)
@@ -583,7 +588,19 @@
   // --- applying a view ----------------------------------------------------------------------------
   const viewHooks = []; // other scripts' functions called with every view (desktop_cases.js)
 
-  function apply(next) {
+  // Views come from two places: the stream's pushes, in order, and /agent/view.json read after
+  // an action (refresh). The stream pushes only when the view changed from ITS last push, so the
+  // page must never end on a view older than that push: a view.json answer read before the last
+  // push but arriving after it (a loaded server or browser) would put the old view back - an
+  // offer or a panel gone - and nothing would correct it until the next change. So every view
+  // takes a ticket (a push when it arrives, a refresh when it is asked for): a push is always
+  // applied, a refresh's answer only when no view with a later ticket is on the page (it may be
+  // older than that one: the page keeps it, and the stream brings anything newer itself).
+  let tickets = 0;
+  let appliedTicket = 0; // the ticket of the view on the page
+
+  function apply(next, ticket) {
+    appliedTicket = ticket === undefined ? ++tickets : ticket;
     view = next;
     offset = next.now_ms - Date.now();
     applyAgent(next.agent);
@@ -594,9 +611,12 @@
   }
 
   async function refresh() {
+    const ticket = ++tickets;
     try {
       const response = await fetch("/agent/view.json", { credentials: "same-origin" });
-      if (response.ok) apply(await response.json());
+      if (!response.ok) return;
+      const next = await response.json();
+      if (ticket > appliedTicket) apply(next, ticket); // else it may be older than the page's
     } catch (e) { /* the stream brings it */ }
   }
 
