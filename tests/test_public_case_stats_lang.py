@@ -4,6 +4,8 @@ legend), with links between them and to the case look-up; the staff report stays
 
 from __future__ import annotations
 
+import asyncio
+
 from tests import test_case_reports as reports
 from tests.api_helpers import ApiHarness
 from tests.test_case_reports import LAT, LON, make, move
@@ -46,3 +48,24 @@ async def test_the_staff_report_stays_english(api: ApiHarness) -> None:
     sup = await api.session("maria", "supervisor")
     text = await (await sup.client.get("/wall/cases")).text()
     assert '<html lang="en">' in text and "Cases report" in text and "Open now" in text
+
+
+async def test_a_burst_of_visitors_costs_one_report(api: ApiHarness) -> None:
+    """The public figures are computed once per minute and range, however many ask at once;
+    another range or language is computed on its own."""
+    from router.http.public_case_stats import CACHE_KEY
+
+    await make(api.service.cases)
+    anon = await api.client()
+    cache = anon.server.app[CACHE_KEY]
+    pages = await asyncio.gather(*(anon.get("/stats/cases.json") for _ in range(20)))
+    assert {p.status for p in pages} == {200}
+    assert cache.computed == 1
+    assert (await (await anon.get("/stats/cases?lang=en")).text()).count("case-point") >= 1
+    assert cache.computed == 2
+    await make(api.service.cases, "street_lighting", lat=LAT + 0.004, lon=LON - 0.003)
+    data = await (await anon.get("/stats/cases.json")).json()
+    assert data["total"]["opened"] == 1  # still the cached minute
+    cache.clear()  # what a minute passing does
+    data = await (await anon.get("/stats/cases.json")).json()
+    assert data["total"]["opened"] == 2

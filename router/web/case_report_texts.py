@@ -16,7 +16,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "median": "Median hours to complete", "total": "Total",
         "open_cases": "Open cases", "map_title": "Open cases (~100 m)",
         "map_empty": "No open cases with a location", "overdue": "overdue",
-        "rounded": "Places are rounded to about 100 m.",
+        "rounded": "Places are rounded to about 100 m. The figures may be up to a minute old.",
         "lookup": "Look up your report by its number",
     },
     "pl": {
@@ -30,7 +30,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "median": "Mediana godzin do załatwienia", "total": "Razem",
         "open_cases": "Otwarte zgłoszenia", "map_title": "Otwarte zgłoszenia (~100 m)",
         "map_empty": "Brak otwartych zgłoszeń z lokalizacją", "overdue": "po terminie",
-        "rounded": "Miejsca są zaokrąglone do ok. 100 m.",
+        "rounded": "Miejsca są zaokrąglone do ok. 100 m. Dane mogą być sprzed minuty.",
         "lookup": "Sprawdź swoje zgłoszenie po numerze",
     },
     "uk": {
@@ -44,7 +44,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "median": "Медіана годин до виконання", "total": "Разом",
         "open_cases": "Відкриті повідомлення", "map_title": "Відкриті повідомлення (~100 м)",
         "map_empty": "Немає відкритих повідомлень з місцем", "overdue": "прострочене",
-        "rounded": "Місця округлено приблизно до 100 м.",
+        "rounded": "Місця округлено приблизно до 100 м. Дані можуть бути хвилинної давності.",
         "lookup": "Перевірте своє повідомлення за номером",
     },
 }
