@@ -15,6 +15,9 @@ again (validated like setting it), or, for an entry only admins added, it is rem
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from router.config import AgentConfig
 from router.directory import Directory, DirectoryInvalid, InUse, directory_of, parse_queue
 from router.errors import NotFound
@@ -38,14 +41,18 @@ async def _directory(call: Call) -> Directory:
     return directory
 
 
-def _invalid(exc: DirectoryInvalid) -> ApiError:
-    return ApiError(422, exc.code, exc.message, details=exc.details())
-
-
-def _in_use(exc: InUse) -> InUse | ApiError:
-    if not exc.problems:
-        return exc
-    return ApiError(409, exc.code, exc.message, details=exc.details())
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A directory's refusal as the API answers it: 422 with the configuration's problems, 409
+    for an entry in use (with the places that name it, when the configuration does)."""
+    try:
+        yield
+    except DirectoryInvalid as exc:
+        raise ApiError(422, exc.code, exc.message, details=exc.details()) from None
+    except InUse as exc:
+        if not exc.problems:
+            raise
+        raise ApiError(409, exc.code, exc.message, details=exc.details()) from None
 
 
 async def _agent_views(call: Call, directory: Directory, ids: list[str]) -> list[AdminAgent]:
@@ -81,32 +88,24 @@ async def admin_put_agent(call: Call) -> AdminAgent:
     directory = await _directory(call)
     agent_id = call.param("agent_id")
     body: AgentConfig = call.body
-    try:
+    with _refusals():
         await directory.set_agent(agent_id, body, by=call.user.username)
-    except DirectoryInvalid as exc:
-        raise _invalid(exc) from None
     return (await _agent_views(call, directory, [agent_id]))[0]
 
 
 async def admin_delete_agent(call: Call) -> Removed:
     directory = await _directory(call)
     agent_id = call.param("agent_id")
-    try:
+    with _refusals():
         version = await directory.remove_agent(agent_id, by=call.user.username)
-    except InUse as exc:
-        raise _in_use(exc) from None
     return Removed(removed=agent_id, version=version)
 
 
 async def admin_reset_agent(call: Call) -> ResetDone:
     directory = await _directory(call)
     agent_id = call.param("agent_id")
-    try:
+    with _refusals():
         done = await directory.reset_agent(agent_id, by=call.user.username)
-    except DirectoryInvalid as exc:
-        raise _invalid(exc) from None
-    except InUse as exc:
-        raise _in_use(exc) from None
     return ResetDone(reset=agent_id, result=done.result, version=done.version)
 
 
@@ -139,31 +138,23 @@ async def admin_put_queue(call: Call) -> AdminQueue:
     directory = await _directory(call)
     name = call.param("name")
     body: QueueBody = call.body
-    try:
+    with _refusals():
         queue = parse_queue(body.model_dump(mode="json", exclude_unset=True))
         await directory.set_queue(name, queue, by=call.user.username)
-    except DirectoryInvalid as exc:
-        raise _invalid(exc) from None
     return (await _queue_views(call, directory, [name]))[0]
 
 
 async def admin_delete_queue(call: Call) -> Removed:
     directory = await _directory(call)
     name = call.param("name")
-    try:
+    with _refusals():
         version = await directory.remove_queue(name, by=call.user.username)
-    except InUse as exc:
-        raise _in_use(exc) from None
     return Removed(removed=name, version=version)
 
 
 async def admin_reset_queue(call: Call) -> ResetDone:
     directory = await _directory(call)
     name = call.param("name")
-    try:
+    with _refusals():
         done = await directory.reset_queue(name, by=call.user.username)
-    except DirectoryInvalid as exc:
-        raise _invalid(exc) from None
-    except InUse as exc:
-        raise _in_use(exc) from None
     return ResetDone(reset=name, result=done.result, version=done.version)
