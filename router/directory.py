@@ -41,10 +41,10 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import redis.asyncio as aioredis
 from pydantic import TypeAdapter, ValidationError
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from router.service import RoutingService
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How often every process looks at the directory version (one GET).
 POLL_S = 1.0
@@ -77,6 +78,24 @@ Action = Literal["set", "remove", "reset"]
 _AGENT_ID = TypeAdapter(AgentId)
 _QUEUE_NAME = TypeAdapter(QueueName)
 
+
+
+def _merged(kind: str, base: Mapping[str, T], removed: Collection[str],
+            overlaid: Mapping[str, Any], parse: Callable[[Any], T],
+            skip: frozenset[tuple[str, str]], unusable: list[tuple[str, str]]) -> dict[str, T]:
+    """The file's entries of one kind with the overlay's changes and removals applied (entries
+    in `skip` keep the file's definition); an overlay entry the model refuses (the file changed
+    under it) is left out and added to `unusable`."""
+    out = {key: value for key, value in base.items()
+           if key not in removed or (kind, key) in skip}
+    for key, data in overlaid.items():
+        if (kind, key) in skip:
+            continue
+        try:
+            out[key] = parse(data)
+        except ValidationError:
+            unusable.append((kind, key))
+    return out
 
 class DirectoryInvalid(Unprocessable):
     """The change would make the configuration invalid; `problems` says where and why, each at
@@ -323,28 +342,10 @@ class Directory:
         """File + overlay (entries in `skip` keep the file's definition). Entries the models
         refuse (the file changed under them) are skipped and returned as unusable."""
         unusable: list[tuple[str, str]] = []
-        agents: dict[str, AgentConfig] = {}
-        for agent_id, base in self.base_agents.items():
-            if agent_id not in overlay.removed_agents or ("agent", agent_id) in skip:
-                agents[agent_id] = base
-        for agent_id, data in overlay.agents.items():
-            if ("agent", agent_id) in skip:
-                continue
-            try:
-                agents[agent_id] = AgentConfig.model_validate(data)
-            except ValidationError:
-                unusable.append(("agent", agent_id))
-        queues: dict[str, QueueConfig] = {}
-        for name, base_q in self.base_queues.items():
-            if name not in overlay.removed_queues or ("queue", name) in skip:
-                queues[name] = base_q
-        for name, data in overlay.queues.items():
-            if ("queue", name) in skip:
-                continue
-            try:
-                queues[name] = QueueConfig.model_validate(data)
-            except ValidationError:
-                unusable.append(("queue", name))
+        agents = _merged("agent", self.base_agents, overlay.removed_agents, overlay.agents,
+                         AgentConfig.model_validate, skip, unusable)
+        queues = _merged("queue", self.base_queues, overlay.removed_queues, overlay.queues,
+                         QueueConfig.model_validate, skip, unusable)
         return agents, queues, unusable
 
     def problems(
