@@ -13,6 +13,10 @@ the agents' answers handed to the channel that reaches the resident.
     GET  /status/<ref>?key=K   with the request's own key: also when it was received, its
                                category and the agents' answers (escaped text, oldest first),
                                in the resident's language
+    POST /status/<ref>/same-as  (and POST /api/v1/requests/<ref>/same-as, JSON): the resident
+                               says their request is one of the likely duplicates shown to
+                               them, and is told of that case's outcome (channels/webform/
+                               same_as.py)
 
 The status key: reference numbers are sequential (YYYY-NNNNNN), so anyone could walk through
 them; what a request holds beyond its state is shown only to whoever has its key. The key is 144
@@ -54,15 +58,19 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
 
+from channels.webform import same_as
+from channels.webform.same_as import API_SAME_AS_PATH, CASE_NUMBER, SAME_AS_PATH, SameAsRequest
 from channels.webform.validation import (
     CsrfTokens,
     WebformRequest,
     photo_extension,
     sniff_photo,
 )
+from router.auth import Role
+from router.cases import Actor
 from router.config_webform import WebformConfig
 from router.errors import CitylineError
-from router.http.api.openapi import document_channel_route
+from router.http.api.openapi import OPENAPI_KEY, document_channel_route
 from router.http.app import json_error
 from router.models import Channel, Event, EventType, IntakeRequest
 from router.outbox import OutboundJob, submit
@@ -81,6 +89,7 @@ REF = re.compile(r"^[0-9]{4}-[0-9]{1,12}$")
 KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 KEY_META = "status_key_sha256"  # meta field: the SHA-256 (hex) of the request's status key
 RATE_WINDOW_S = 60.0  # rate_limit_per_ip counts submissions per address in this window
+MAX_LIKELY = 5  # likely duplicates shown (and so joinable by the resident), nearest first
 
 TEXTS: dict[str, dict[str, str]] = {
     "pl": {
@@ -148,6 +157,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "answer_subject": "[{ref}] Відповідь на ваше звернення: {label}",
     },
 }
+for _lang, _more in same_as.TEXTS.items():
+    TEXTS[_lang] |= _more
 STATE_TEXT = {"new": "st_waiting", "queued": "st_waiting", "offered": "st_waiting",
               "connected": "st_handling", "wrapup": "st_handling"}
 
@@ -248,12 +259,31 @@ class WebformAdapter:
         app.router.add_post(FORM_PATH, self.form_submit)
         app.router.add_post(API_PATH, self.api_submit)
         app.router.add_get(STATUS_PATH, self.status_page)
+        app.router.add_post(SAME_AS_PATH, self.same_as_submit)
+        app.router.add_post(API_SAME_AS_PATH, self.api_same_as)
         document_channel_route(
             app, API_PATH, "POST", summary="Report a problem or ask a question (the web form)",
             request=WebformRequest,
             responses={"201": "reference number and status page", "422": "invalid request",
                        "429": "too many requests from this address"},
         )
+        document_channel_route(
+            app, API_SAME_AS_PATH, "POST",
+            summary="The resident's request is one of its likely duplicates: join that case",
+            request=SameAsRequest,
+            responses={"200": "the request is part of the case (linked now or already)",
+                       "403": "the key does not open this request",
+                       "404": "no web-form request with this reference",
+                       "409": "the case is not a likely duplicate of this request (or the "
+                              "request is part of another case)",
+                       "422": "invalid request", "429": "too many requests from this address"},
+        )
+        document = app.get(OPENAPI_KEY)
+        if document is not None:  # the path's {ref}, which document_channel_route cannot say
+            document["paths"][API_SAME_AS_PATH]["post"]["parameters"] = [{
+                "name": "ref", "in": "path", "required": True,
+                "schema": {"type": "string", "pattern": REF.pattern},
+                "description": "the request's reference number"}]
 
     # --- catalogue and language ---------------------------------------------------------
 
@@ -347,10 +377,21 @@ class WebformAdapter:
         if likely:
             items = "".join(
                 f'<li><a class="duplicate" href="/cases/{_e(c["number"])}?lang={_e(lang)}">'
-                f'{_e(c["number"])}</a> ({_e(c["status"])}) {_e(c["address"])}</li>'
+                f'{_e(c["number"])}</a> ({_e(c["status"])}) {_e(c["address"])}'
+                f'{self._same_as_form(ref, key, c["number"], lang, t)}</li>'
                 for c in likely)
             body += f'<p>{_e(t["maybe_reported"])}</p><ul class="duplicates">{items}</ul>'
         return _page(lang, t["thanks"], body, private=True)
+
+    def _same_as_form(self, ref: str, key: str, number: str, lang: str,
+                      t: dict[str, str]) -> str:
+        """The button next to a likely duplicate: "this is mine, tell me its outcome"."""
+        action = SAME_AS_PATH.format(ref=ref) + f"?lang={lang}"
+        return (f'<form class="same-as" method="post" action="{_e(action)}">'
+                f'<input type="hidden" name="csrf_token" value="{_e(self.csrf.issue())}">'
+                f'<input type="hidden" name="key" value="{_e(key)}">'
+                f'<input type="hidden" name="case_number" value="{_e(number)}">'
+                f'<button type="submit">{_e(t["same_as"])}</button></form>')
 
     async def likely_duplicates(self, form: WebformRequest) -> list[dict[str, str]]:
         """Open cases of the same category near the reported place (cases.duplicate_radius_m,
@@ -362,7 +403,7 @@ class WebformAdapter:
         except CitylineError:  # cases are off, or the category has no case rule
             return []
         return [{"number": str(c.get("number", "")), "status": str(c.get("status", "")),
-                 "address": str(c.get("address", ""))} for c in found[:5]]
+                 "address": str(c.get("address", ""))} for c in found[:MAX_LIKELY]]
 
     async def _read_multipart(self, request: web.Request) -> tuple[dict[str, str], bytes | None]:
         fields: dict[str, str] = {}
@@ -410,17 +451,7 @@ class WebformAdapter:
         # Requiring the JSON content type is what makes that hold.
         try:
             await self._rate(request)
-            if request.content_type != "application/json":
-                raise Refused(415, "unsupported_media_type", "send application/json")
-            raw = await request.read()
-            try:
-                data = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise Refused(400, "invalid_utf8", "the body is not valid UTF-8") from None
-            except ValueError:
-                raise Refused(400, "malformed_json", "the body is not valid JSON") from None
-            if not isinstance(data, dict):
-                raise Refused(422, "invalid_body", "the body must be a JSON object")
+            data = await self._read_json(request)
             form = self._validate(data)
             ref, key = await self._create(form, None, None)
         except Refused as exc:
@@ -429,6 +460,150 @@ class WebformAdapter:
         return web.json_response({"ref": ref, "status_url": _status_url(ref, key),
                                   "likely_duplicates": await self.likely_duplicates(form)},
                                  status=201, headers={"Cache-Control": "no-store"})
+
+    # --- "this is the same problem" (channels/webform/same_as.py) ----------------------
+
+    async def same_as_submit(self, request: web.Request) -> web.Response:
+        """The thank-you page's button: join the likely duplicate; an HTML answer."""
+        lang = self.language(request)
+        ref = request.match_info["ref"]
+        try:
+            await self._rate(request)
+            fields = await self._read_same_as_form(request)
+            bad = self.csrf.check(fields.get("csrf_token"))
+            if bad:
+                raise Refused(403, "csrf_failed", f"the form's security token is {bad}; "
+                              "go back, reload the page and try again")
+            _ix, case, linked = await self.same_as(ref, fields.get("key", ""),
+                                                   fields.get("case_number", ""))
+        except Refused as exc:
+            self._log_refusal(request, exc)
+            t = _texts(lang)
+            body = (f'<p role="alert">{_e(str(exc))}</p>'
+                    f'<p><a href="{FORM_PATH}?lang={_e(lang)}">{_e(t["back"])}</a></p>')
+            return _page(lang, t["same_as_error"], body, status=exc.status, private=True)
+        t = _texts(lang)
+        number = case["number"]
+        said = t["same_as_linked" if linked else "same_as_already"].format(ref=ref,
+                                                                         number=number)
+        body = (f'<p class="same-as-done">{_e(said)}</p>'
+                f'<p><a class="case" href="{_e(_case_url(number, lang))}">'
+                f'{_e(t["same_as_case"])} {_e(number)}</a></p>'
+                f'<p><a href="{_e(_status_url(ref, fields["key"], lang))}">'
+                f'{_e(t["status"])}</a></p>')
+        return _page(lang, t["same_as_done"], body, private=True)
+
+    async def api_same_as(self, request: web.Request) -> web.Response:
+        """The JSON twin (no CSRF token, for the reason api_submit gives; the key is in the
+        body, never in a URL that logs keep)."""
+        ref = request.match_info["ref"]
+        try:
+            await self._rate(request)
+            data = await self._read_json(request)
+            try:
+                body = SameAsRequest.model_validate(data)
+            except ValidationError as exc:
+                details = [{"loc": ".".join(str(p) for p in e["loc"]) or "body",
+                            "msg": e["msg"]}
+                           for e in exc.errors(include_input=False, include_url=False)]
+                raise Refused(422, "invalid_request", "the request is not valid",
+                              details=details) from None
+            ix, case, linked = await self.same_as(ref, body.key, body.case_number)
+        except Refused as exc:
+            self._log_refusal(request, exc)
+            return json_error(exc.status, exc.code, str(exc), details=exc.details)
+        lang = self.language(request, ix.get("language", ""))
+        number = case["number"]
+        return web.json_response({"ref": ref, "case_number": number, "linked": linked,
+                                  "case_url": _case_url(number, lang)},
+                                 headers={"Cache-Control": "no-store"})
+
+    async def same_as(self, ref: str, key: str,
+                      number: str) -> tuple[dict[str, str], dict[str, str], bool]:
+        """Link web-form request `ref` (opened by `key`) to case `number`, one of its likely
+        duplicates; (the interaction, the case, linked now). Refused: 404 no such request,
+        403 the key does not open it, 422 not a case number, 409 not a likely duplicate
+        (another category, too far, too old, closed, or the request has no place) or the
+        request is part of another case.
+        """
+        ix = await self._own_request(ref, key)
+        if not CASE_NUMBER.match(number):
+            raise Refused(422, "invalid_case_number", "case_number is not a case number")
+        if ix.get("case") == number:  # asked again: nothing to do, say so
+            try:
+                case = await self.service.cases.get(number)
+            except CitylineError as exc:
+                raise Refused(exc.status, exc.code, exc.message) from None
+            logger.info("webform: request %s is already part of case %s", ref, number)
+            return ix, case, False
+        meta = _json_dict(ix.get("meta"))
+        lat, lon = _float(meta.get("lat")), _float(meta.get("lon"))
+        try:
+            found = await self.service.cases.find_duplicates(ix.get("topic", ""), lat, lon)
+        except CitylineError as exc:  # cases are off, or the category has no case rule
+            raise Refused(409, "not_a_likely_duplicate", "this request's category has no "
+                          f"cases ({exc.message})") from None
+        if number not in {str(c.get("number", "")) for c in found[:MAX_LIKELY]}:
+            raise Refused(409, "not_a_likely_duplicate",
+                          f"case {number} is not an open case of the same category near the "
+                          "place of this request")
+        actor = Actor(f"resident:{ref}", Role.intake)
+        try:
+            case, linked = await self.service.cases.link(ix, number, actor)
+        except CitylineError as exc:  # gone closed meanwhile, or the ix has another case
+            other = exc.code == "exists"
+            code = "part_of_another_case" if other else exc.code
+            message = (f"this request is already part of case {exc.message}" if other
+                       else f"case {number}: {exc.message}")
+            raise Refused(exc.status, code, message) from None
+        logger.info("webform: the resident of %s (%s) joined case %s%s", ref, ix.get("id"),
+                    number, "" if linked else " (already linked)")
+        return ix, case, linked
+
+    async def _own_request(self, ref: str, key: str) -> dict[str, str]:
+        """The web-form interaction `ref` if `key` opens it: 404 / 403 otherwise."""
+        ix: dict[str, str] | None = None
+        if REF.match(ref):
+            try:
+                ix = await self.service.interaction_by_ref(ref)
+            except CitylineError:
+                ix = None
+        if not ix or ix.get("channel") != Channel.webform:
+            raise Refused(404, "not_found", f"there is no web-form request {ref}")
+        if not _key_opens(key, _json_dict(ix.get("meta")).get(KEY_META)):
+            raise Refused(403, "wrong_key", "the key does not open this request")
+        return ix
+
+    async def _read_same_as_form(self, request: web.Request) -> dict[str, str]:
+        if request.content_type not in ("application/x-www-form-urlencoded",
+                                        "multipart/form-data"):
+            raise Refused(415, "unsupported_media_type", "send the button's form")
+        if (request.content_length or 0) > MAX_FIELD_BYTES:
+            raise Refused(413, "request_too_large", f"larger than {MAX_FIELD_BYTES} bytes")
+        try:
+            posted = await request.post()
+        except (UnicodeDecodeError, ValueError):
+            raise Refused(400, "malformed_form", "the body is not a valid form") from None
+        fields: dict[str, str] = {}
+        for name, value in posted.items():
+            if name not in ("csrf_token", "key", "case_number") or not isinstance(value, str):
+                raise Refused(422, "unknown_field", f"unknown form field {name!r}")
+            fields[name] = value.strip()
+        return fields
+
+    async def _read_json(self, request: web.Request) -> dict[str, Any]:
+        if request.content_type != "application/json":
+            raise Refused(415, "unsupported_media_type", "send application/json")
+        raw = await request.read()
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise Refused(400, "invalid_utf8", "the body is not valid UTF-8") from None
+        except ValueError:
+            raise Refused(400, "malformed_json", "the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise Refused(422, "invalid_body", "the body must be a JSON object")
+        return data
 
     # --- shared -------------------------------------------------------------------------
 
@@ -625,6 +800,18 @@ def _texts(lang: str) -> dict[str, str]:
 def _status_url(ref: str, key: str, lang: str = "") -> str:
     """The resident's private link to the request (relative: the site's own origin)."""
     return f"/status/{ref}?key={key}" + (f"&lang={lang}" if lang else "")
+
+
+def _case_url(number: str, lang: str) -> str:
+    """A case's public status page (relative: served by this server, see router.http)."""
+    return f"/cases/{number}?lang={lang}"
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return None if value in (None, "") else float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _e(value: Any) -> str:
