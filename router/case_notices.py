@@ -200,10 +200,6 @@ def _enabled(cfg: CitylineConfig, via: str) -> bool:
     return bool(getattr(block, "enabled", False))
 
 
-def _lang(cfg: CitylineConfig, lang: str) -> str:
-    return lang if lang in cfg.city.languages else cfg.city.default_language
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -238,7 +234,7 @@ async def _post_to_chat(service: Any, case: dict[str, str], status: str, note: s
     claim = f"{sub.ix}:{item}"
     if not await state.claim("case_notice", claim, SUBMITTED_TTL_S):
         return "already"
-    lang = _lang(cfg, sub.language)
+    lang = cfg.city.language(sub.language)
     try:
         ix = await service.interaction(sub.ix)
     except NotFound:
@@ -332,7 +328,7 @@ async def notify(service: Any, case: dict[str, str], status: str, note: str,
                                          record_ended=True)
             out.append({"ix": sub.ix, "via": "chat", "result": result})
             continue
-        lang = _lang(cfg, sub.language)
+        lang = cfg.city.language(sub.language)
         text = notice_text(cfg, case, status, note, lang)
         payload: dict[str, Any] = {"ref": sub.ref or number, "language": lang, "case": number}
         if sub.via == "email":

@@ -113,6 +113,11 @@ class CityConfig(Section):
         """The city's time zone as a `ZoneInfo`."""
         return ZoneInfo(self.timezone)
 
+    def language(self, lang: str | None) -> str:
+        """`lang` if the city serves it, else its default language: what a page, a notice or
+        an answer is written in when a resident (or a URL) asks for one."""
+        return lang if lang and lang in self.languages else self.default_language
+
 
 class RedisConfig(Section):
     """Where the shared state lives."""

@@ -135,10 +135,6 @@ def render_discovery(data: dict[str, Any], fmt: str) -> tuple[str, str]:
 
 # --- services -----------------------------------------------------------------------------
 
-def language(cfg: CitylineConfig, lang: str | None) -> str:
-    return lang if lang and lang in cfg.city.languages else cfg.city.default_language
-
-
 def _label(labels: dict[str, str], lang: str, default_lang: str, fallback: str) -> str:
     return labels.get(lang) or labels.get(default_lang) or fallback
 
@@ -242,7 +238,7 @@ def parse_request(cfg: CitylineConfig, form: dict[str, str]) -> NewRequest:
         raise Open311Error(400, "media_url must be an http(s) URL")
     return NewRequest(service_code=code, lat=lat, lon=lon, address=address,
                       description=description, contact=contacts[0] if contacts else "",
-                      media_url=media, language=language(cfg, form.get("lang")))
+                      media_url=media, language=cfg.city.language(form.get("lang")))
 
 
 def created_response(number: str, notice: str) -> list[dict[str, Any]]:

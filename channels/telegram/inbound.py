@@ -157,8 +157,7 @@ class TelegramInbound:
             return str(chosen)
         user = update.effective_user
         code = (user.language_code or "")[:2] if user else ""
-        return code if code in self.service.cfg.city.languages else \
-            self.service.cfg.city.default_language
+        return self.service.cfg.city.language(code)
 
     # --- handler callbacks ----------------------------------------------------------------
 

@@ -288,8 +288,7 @@ class WebformAdapter:
     # --- catalogue and language ---------------------------------------------------------
 
     def language(self, request: web.Request, fallback: str = "") -> str:
-        lang = request.query.get("lang") or fallback
-        return lang if lang in self.cfg.city.languages else self.cfg.city.default_language
+        return self.cfg.city.language(request.query.get("lang") or fallback)
 
     def categories(self) -> dict[str, Any]:
         return {sid: s for sid, s in self.cfg.skills.items() if s.kind in CATEGORY_KINDS}

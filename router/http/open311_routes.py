@@ -65,7 +65,7 @@ def _error(exc: open311.Open311Error, fmt: str) -> web.Response:
 
 
 def _lang(request: web.Request, service: RoutingService) -> str:
-    return open311.language(service.cfg, request.query.get("lang"))
+    return service.cfg.city.language(request.query.get("lang"))
 
 
 def _base_url(request: web.Request, service: RoutingService) -> str:

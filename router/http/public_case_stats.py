@@ -39,9 +39,7 @@ def setup_public_case_stats(app: web.Application, service: RoutingService) -> No
 
 
 def _lang(request: web.Request) -> str:
-    city = request.app[SERVICE_KEY].cfg.city
-    lang = request.query.get("lang", "")
-    return lang if lang in city.languages else city.default_language
+    return request.app[SERVICE_KEY].cfg.city.language(request.query.get("lang"))
 
 
 class ReportCache:

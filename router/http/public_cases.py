@@ -72,8 +72,7 @@ def setup_public_cases(app: web.Application, service: RoutingService) -> None:
 
 
 def _lang(request: web.Request, service: RoutingService) -> str:
-    lang = request.query.get("lang", "")
-    return lang if lang in service.cfg.city.languages else service.cfg.city.default_language
+    return service.cfg.city.language(request.query.get("lang"))
 
 
 def _form(lang: str, value: str = "") -> str:

@@ -204,9 +204,6 @@ async def set_case_unit(call: Call) -> CaseView:
 
 
 async def public_case(call: Call) -> PublicCase:
-    lang = call.request.query.get("lang", "")
-    cfg = call.service.cfg
-    if lang not in cfg.city.languages:
-        lang = cfg.city.default_language
+    lang = call.service.cfg.city.language(call.request.query.get("lang"))
     return PublicCase.model_validate(await call.service.cases.public_view(call.param("number"),
                                                                           lang))
