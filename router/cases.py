@@ -28,6 +28,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,10 @@ from router.errors import CitylineError, Forbidden, NotFound, Unprocessable, fro
 logger = logging.getLogger(__name__)
 
 STATUSES = ("open", "assigned", "in_progress", "completed", "rejected", "duplicate")
+# What a case number looks like (`cases.number_prefix`-YEAR-SEQUENCE, queues/lua/case_create.lua):
+# checked before a number anyone typed or sent reaches Redis.
+NUMBER_PATTERN = r"^[A-Z]{1,3}-[0-9]{4}-[0-9]{1,12}$"
+NUMBER = re.compile(NUMBER_PATTERN)
 # Public coordinates are rounded to this many decimals: 3 decimals of latitude are ~110 m, so
 # the status page shows the neighbourhood, never the resident's doorstep.
 PUBLIC_DECIMALS = 3

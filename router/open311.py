@@ -35,7 +35,6 @@ MAX_MEDIA_URL = 500
 MAX_LIST = 1000
 DEFAULT_DAYS = 90
 CLOSED = FINAL_STATUSES  # completed, rejected, duplicate -> closed; the rest -> open
-NUMBER = re.compile(r"^[A-Z]{1,3}-[0-9]{4}-[0-9]{1,12}$")
 _URL = re.compile(r"^https?://[^\s/]+[^\s]*$")
 
 

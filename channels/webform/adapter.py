@@ -59,7 +59,7 @@ from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
 
 from channels.webform import same_as
-from channels.webform.same_as import API_SAME_AS_PATH, CASE_NUMBER, SAME_AS_PATH, SameAsRequest
+from channels.webform.same_as import API_SAME_AS_PATH, SAME_AS_PATH, SameAsRequest
 from channels.webform.validation import (
     CsrfTokens,
     WebformRequest,
@@ -67,6 +67,7 @@ from channels.webform.validation import (
     sniff_photo,
 )
 from router.auth import Role
+from router.cases import NUMBER as cases_number
 from router.cases import Actor
 from router.config_webform import WebformConfig
 from router.errors import CitylineError
@@ -526,7 +527,7 @@ class WebformAdapter:
         request is part of another case.
         """
         ix = await self._own_request(ref, key)
-        if not CASE_NUMBER.match(number):
+        if not cases_number.match(number):
             raise Refused(422, "invalid_case_number", "case_number is not a case number")
         if ix.get("case") == number:  # asked again: nothing to do, say so
             try:

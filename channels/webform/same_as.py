@@ -20,13 +20,10 @@ interaction stays in its queue for an agent, who then sees it has a case.
 
 from __future__ import annotations
 
-import re
-
 from pydantic import BaseModel, ConfigDict, Field
 
 SAME_AS_PATH = "/status/{ref}/same-as"
 API_SAME_AS_PATH = "/api/v1/requests/{ref}/same-as"
-CASE_NUMBER = re.compile(r"^[A-Z]{1,3}-[0-9]{4}-[0-9]{1,12}$")  # cases.number_prefix-YEAR-SEQ
 
 
 class SameAsRequest(BaseModel):

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from router import open311
 from router.auth import Auth, Role
-from router.cases import Actor, CaseInput
+from router.cases import NUMBER, Actor, CaseInput
 from router.errors import CitylineError
 from router.service import RoutingService
 
@@ -152,7 +152,7 @@ async def get_request(request: web.Request) -> web.Response:
     fmt = request.match_info["fmt"]
     number = request.match_info["id"]
     try:
-        case = await service.cases.get(number) if open311.NUMBER.match(number) else None
+        case = await service.cases.get(number) if NUMBER.match(number) else None
     except CitylineError:
         case = None
     if case is None:
@@ -171,7 +171,7 @@ async def list_requests(request: web.Request) -> web.Response:
         if ids:  # GeoReport: the other parameters are then ignored
             found = []
             for number in ids[:open311.MAX_LIST]:
-                if not open311.NUMBER.match(number):
+                if not NUMBER.match(number):
                     continue
                 try:
                     found.append(await service.cases.get(number))

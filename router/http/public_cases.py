@@ -20,12 +20,12 @@ from typing import Any
 
 from aiohttp import web
 
+from router.cases import NUMBER
 from router.errors import CitylineError
 from router.service import RoutingService
 
 PATH = "/cases/{number}"
 LOOKUP = "/cases"
-NUMBER = re.compile(r"^[A-Z]{1,3}-[0-9]{4}-[0-9]{1,12}$")
 REF = re.compile(r"^[0-9]{4}-[0-9]{1,12}$")  # an interaction's reference number
 SERVICE_KEY = web.AppKey("cityline_public_cases_service", RoutingService)
 

@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from router.cases import NUMBER_PATTERN
+
 CaseStatus = Literal["open", "assigned", "in_progress", "completed", "rejected", "duplicate"]
-NUMBER_PATTERN = r"^[A-Z]{1,3}-[0-9]{4}-[0-9]{1,12}$"
 
 
 class _Request(BaseModel):
