@@ -17,15 +17,13 @@ planted under the data directory reaches a file outside it.
 
 What a file is comes from its first bytes, never from its name or what a sender declared: JPEG,
 PNG, WebP and GIF are photos; anything else (a PDF, an HTML page renamed .jpg) is not and is never
-served as one. The same sniffing decides which e-mail attachments become a case's photos.
+served as one. The same sniffing decides which e-mail attachments become a case's photos, and
+which web-form uploads are accepted (channels/webform/validation.py calls `sniff`).
 
 `media_url` is kept as a link and never fetched by the server: fetching URLs that outsiders
 choose would let any Open311 client make the city's server request internal addresses (SSRF:
 the Redis port, cloud metadata, intranet pages) and store whatever came back as "photos". Staff
 open the link in their own browser instead.
-
-The sniffing of `channels.webform.validation` is not imported: the router must not import
-channels (DESIGN.md, "rule of direction"); the four signatures are repeated here.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from router.case_photos import EXTENSIONS, HEAD_BYTES, sniff
 from router.identity import contact_of
 
 MAX_DESCRIPTION = 5000
@@ -25,25 +26,17 @@ MAX_CONTACT = 320
 # C0 controls other than tab/newline/carriage return, DEL, and the C1 block: never in a form
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
-# (kind, file extension, does `data` start like one)
-PHOTO_KINDS: dict[str, tuple[str, Any]] = {
-    "jpeg": ("jpg", lambda d: d[:3] == b"\xff\xd8\xff"),
-    "png": ("png", lambda d: d[:8] == b"\x89PNG\r\n\x1a\n"),
-    "webp": ("webp", lambda d: d[:4] == b"RIFF" and d[8:12] == b"WEBP"),
-}
-
 
 def sniff_photo(data: bytes, allowed: list[str]) -> str | None:
-    """The kind (jpeg/png/webp) of `data` by its magic bytes, if it is one of `allowed`."""
-    for kind in allowed:
-        _ext, matches = PHOTO_KINDS[kind]
-        if matches(data):
-            return kind
-    return None
+    """The kind (jpeg/png/webp) of `data` by its magic bytes (the cases' own sniffing, so a
+    form photo is a case photo), if it is one of `allowed`."""
+    content_type = sniff(data[:HEAD_BYTES])
+    kind = content_type.split("/", 1)[1] if content_type else None
+    return kind if kind in allowed else None
 
 
 def photo_extension(kind: str) -> str:
-    return PHOTO_KINDS[kind][0]
+    return EXTENSIONS[f"image/{kind}"]
 
 
 class WebformRequest(BaseModel):
