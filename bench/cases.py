@@ -38,6 +38,7 @@ import aiohttp  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 from aiohttp import web  # noqa: E402
 
+from bench.figures import pct, say, split  # noqa: E402
 from queues.embedded import EmbeddedRedis  # noqa: E402
 from queues.keys import Keys  # noqa: E402
 from queues.store import RoutingStore  # noqa: E402
@@ -53,19 +54,6 @@ BOSS = Actor("bench", Role.supervisor)
 # the packaged city's centre and a box of about 10 x 10 km around it
 LAT0, LON0, SPAN = 51.7592, 19.4560, 0.09
 SEARCHES = 300
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2) if ordered else 0.0
-
-
-def split(total: int, parts: int) -> list[int]:
-    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
 def place(rng: random.Random) -> tuple[float, float]:
@@ -133,7 +121,7 @@ async def search_latency(cases: CaseService, categories: list[str]) -> dict[str,
         t0 = time.perf_counter()
         found += len(await cases.find_duplicates(rng.choice(categories), lat, lon))
         times.append((time.perf_counter() - t0) * 1000)
-    return {"p50_ms": pct(times, 0.5), "p99_ms": pct(times, 0.99),
+    return {"p50_ms": round(pct(times, 0.5), 2), "p99_ms": round(pct(times, 0.99), 2),
             "found_per_search": round(found / SEARCHES, 2)}
 
 
@@ -153,7 +141,8 @@ async def open311_latency(base: str, rounds: int) -> dict[str, Any]:
                 assert resp.status == 200, body[:200]
             times.append((time.perf_counter() - t0) * 1000)
             sizes.append(len(json.loads(body)))
-    return {"p50_ms": pct(times, 0.5), "p99_ms": pct(times, 0.99), "requests": max(sizes),
+    return {"p50_ms": round(pct(times, 0.5), 2), "p99_ms": round(pct(times, 0.99), 2),
+            "requests": max(sizes),
             "bytes": len(body)}
 
 

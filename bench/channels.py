@@ -35,6 +35,7 @@ import aiosmtplib  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 from aiohttp import web  # noqa: E402
 
+from bench.figures import pct, say, split  # noqa: E402
 from channels.chat.adapter import WS_PATH, ChatAdapter  # noqa: E402
 from channels.email.adapter import EmailAdapter  # noqa: E402
 from channels.sms.adapter import GENERIC_PATH, SmsAdapter  # noqa: E402
@@ -58,23 +59,8 @@ CHAT_EVERY_S = 0.5  # paced chat: each resident sends one message this often
 TEXT = "Dziura w jezdni na ul. Żwirki i Wigury 5, proszę o naprawę. Dziękuję."
 
 
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def now_ms() -> float:
     return time.time() * 1000.0
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def split(total: int, parts: int) -> list[int]:
-    return [total // parts + (i < total % parts) for i in range(parts)]
 
 
 async def last_event_id(redis: aioredis.Redis, stream: str) -> str:

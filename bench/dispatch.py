@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis.asyncio as aioredis  # noqa: E402
 
+from bench.figures import pct, say  # noqa: E402
 from queues.embedded import EmbeddedRedis  # noqa: E402
 from queues.store import Blending, RoutingStore  # noqa: E402
 from router.config import load_config  # noqa: E402
@@ -36,17 +37,6 @@ CONFIG = Path(__file__).with_name("bench_city.yaml")
 SCRIPTS_PER_LIFECYCLE = 4  # enqueue, reserve, accept, complete (no wrap-up)
 BUCKETS = [("q1", {}), ("q2", {}), ("q3", {}), ("q4", {}), ("q1", {"lang_en": 1}),
            ("q2", {"lang_en": 1}), ("q3", {"lang_en": 1}), ("q4", {"lang_en": 1})]
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def connect(url: str) -> aioredis.Redis:

@@ -81,6 +81,7 @@ import redis.asyncio as aioredis  # noqa: E402
 from panoramisk import Manager  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
+from bench.figures import pct, say  # noqa: E402
 from channels.voice import factory  # noqa: E402
 from channels.voice.adapter import VoiceAdapter  # noqa: E402
 from channels.voice.agi_env import AgiEnv  # noqa: E402
@@ -124,17 +125,6 @@ _UID_KEYS = {
 }
 _CHAN_SEQ = re.compile(r"((?:Local|PJSIP)/[^\s;,)]+?-)([0-9a-f]{8})\b")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def micros(stamp: str) -> int:
