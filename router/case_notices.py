@@ -36,7 +36,6 @@ or SMS is item `case:<number>:open:chat`, so both records stand side by side.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -47,6 +46,7 @@ from zoneinfo import ZoneInfo
 from queues.cases import Subscriber
 from router.config import CitylineConfig
 from router.errors import CitylineError, NotFound
+from router.hash_fields import meta_of
 from router.identity import contact_of, phone_identity
 from router.outbox import SUBMITTED_TTL_S, OutboundJob, submit
 
@@ -104,13 +104,6 @@ def texts(lang: str) -> dict[str, str]:
     return TEXTS.get(lang, TEXTS["en"])
 
 
-def _meta(ix: dict[str, str]) -> dict[str, Any]:
-    try:
-        value = json.loads(ix.get("meta") or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
 
 def _contact_route(contact: str, region: str) -> tuple[str, str]:
     """(via, to) for a contact typed by a resident or an agent: e-mail or SMS, or ("", "")."""
@@ -158,7 +151,7 @@ def subscriber_for(cfg: CitylineConfig, ix: dict[str, str], contact: str = "",
     the case, only the fact (they have the number and the public status page)."""
     region = cfg.city.country
     channel = ix.get("channel", "")
-    meta = _meta(ix)
+    meta = meta_of(ix)
     if not agreed:
         return Subscriber(ix=ix.get("id", ""), via="", to="",
                           language=ix.get("language") or cfg.city.default_language,

@@ -19,6 +19,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from queues.cases import FINAL_STATUSES
+from router.hash_fields import as_float, as_int
 
 DEFAULT_DAYS = 30
 HOUR_MS = 3_600_000
@@ -90,24 +91,12 @@ def day_of(ms: int, tz: Any) -> str:
     return datetime.fromtimestamp(ms / 1000, tz).date().isoformat()
 
 
-def _int(value: Any) -> int:
-    try:
-        return int(float(value or 0))
-    except (TypeError, ValueError):
-        return 0
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return None if value in (None, "") else float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _final_time(history: Sequence[Mapping[str, Any]], status: str) -> int | None:
     for entry in history:
         if entry.get("status") == status:
-            return _int(entry.get("t"))
+            return as_int(entry.get("t"))
     return None
 
 
@@ -126,17 +115,17 @@ def compute(cases: Iterable[Mapping[str, str]],
         cat, unit = case.get("category", ""), case.get("unit", "")
         groups = [cats.setdefault(cat, Figures(cat, cl.get(cat) or cat)),
                   units.setdefault(unit, Figures(unit, ul.get(unit) or unit)), total]
-        created = _int(case.get("created_ms"))
+        created = as_int(case.get("created_ms"))
         history = histories.get(case.get("id", ""), [])
         status = case.get("status", "")
         is_open = status not in FINAL_STATUSES
-        overdue = is_open and 0 < _int(case.get("due_ms")) < now_ms
+        overdue = is_open and 0 < as_int(case.get("due_ms")) < now_ms
         done_t = _final_time(history, "completed") if status == "completed" else None
         if done_t is None and status == "completed":
-            done_t = _int(case.get("closed_ms")) or None
+            done_t = as_int(case.get("closed_ms")) or None
         rej_t = _final_time(history, "rejected") if status == "rejected" else None
         if rej_t is None and status == "rejected":
-            rej_t = _int(case.get("closed_ms")) or None
+            rej_t = as_int(case.get("closed_ms")) or None
         for g in groups:
             if since_ms <= created <= until_ms:
                 g.opened += 1
@@ -150,7 +139,7 @@ def compute(cases: Iterable[Mapping[str, str]],
                 g.open_now += 1
             if overdue:
                 g.overdue_now += 1
-        lat, lon = _float(case.get("lat")), _float(case.get("lon"))
+        lat, lon = as_float(case.get("lat")), as_float(case.get("lon"))
         if is_open and lat is not None and lon is not None:
             points.append({"lat": lat, "lon": lon, "category": cat,
                            "label": cl.get(cat) or cat, "overdue": overdue})

@@ -39,6 +39,7 @@ from router.auth import Principal, Role
 from router.config import CitylineConfig
 from router.config_cases import CasesConfig, CategoryRule
 from router.errors import CitylineError, Forbidden, NotFound, Unprocessable, from_store
+from router.hash_fields import as_float, meta_of
 
 logger = logging.getLogger(__name__)
 
@@ -172,11 +173,11 @@ class CaseService:
         Its photos: `data.photos`, else (unless `with_photos` is False: the agent picked none)
         the web form's photo, or the e-mail's attachments that are images (router.case_photos).
         """
-        meta = case_notices._meta(ix)
+        meta = meta_of(ix)
         category = data.category or ix.get("topic", "")
         lat, lon = data.lat, data.lon
         if lat is None and lon is None and meta.get("lat") is not None:
-            lat, lon = _float(meta.get("lat")), _float(meta.get("lon"))
+            lat, lon = as_float(meta.get("lat")), as_float(meta.get("lon"))
         photos = list(data.photos)
         if not photos and with_photos:
             photo = meta.get("photo")
@@ -371,7 +372,7 @@ class CaseService:
         never internal notes, the place only to the street and ~100 m."""
         case = await self.get(number)
         history = await self.history(case)
-        lat, lon = _float(case.get("lat")), _float(case.get("lon"))
+        lat, lon = as_float(case.get("lat")), as_float(case.get("lon"))
         return {
             "number": case["number"],
             "category": case["category"],
@@ -463,10 +464,3 @@ def _photo_refs(case: dict[str, str]) -> list[str]:
     except ValueError:
         return []
     return [str(r) for r in refs] if isinstance(refs, list) else []
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return None if value in (None, "") else float(value)
-    except (TypeError, ValueError):
-        return None

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from queues.cases import FINAL_STATUSES
 from router.cases import PUBLIC_DECIMALS
 from router.config import CitylineConfig
+from router.hash_fields import as_float
 from router.identity import contact_of
 
 FORMATS = ("json", "xml")
@@ -280,7 +281,7 @@ def request_view(case: dict[str, str], history: list[dict[str, Any]], cfg: Cityl
     skill = cfg.skills.get(code)
     unit = cfg.cases.units.get(case.get("unit", ""))
     notes = [str(h.get("public_note") or "") for h in history if h.get("public_note")]
-    lat, lon = _float(case.get("lat")), _float(case.get("lon"))
+    lat, lon = as_float(case.get("lat")), as_float(case.get("lon"))
     media = ""
     try:
         photos = json.loads(case.get("photos") or "[]")
@@ -313,10 +314,3 @@ def request_view(case: dict[str, str], history: list[dict[str, Any]], cfg: Cityl
         "long": None if lon is None else round(lon, PUBLIC_DECIMALS),
         "media_url": media,
     }
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return None if value in (None, "") else float(value)
-    except (TypeError, ValueError):
-        return None

@@ -24,12 +24,10 @@ Controller, and `start()` never connects to the smarthost.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from channels.email.errors import EmailBusyError, EmailStartError
 from channels.email.inbound import CitySMTP, ConnectionCounter, InboundHandler
@@ -38,6 +36,7 @@ from channels.email.parse import ParsedMail, parse_message, plan_attachments, sa
 from channels.email.threading import Threader, external_id
 from router.config_email import EmailConfig
 from router.errors import CitylineError
+from router.hash_fields import meta_of
 from router.models import Channel, Event, EventType, IntakeRequest
 from router.outbox import OutboundJob, Outbox, RetryPolicy
 from router.service import RoutingService
@@ -63,12 +62,6 @@ DRAIN_S = 10.0
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - len(TRUNCATED)] + TRUNCATED
 
-
-def _meta(ix: Mapping[str, str]) -> dict[str, Any]:
-    try:
-        return dict(json.loads(ix.get("meta") or "{}"))
-    except ValueError:
-        return {}
 
 
 class EmailAdapter:
@@ -334,7 +327,7 @@ class EmailAdapter:
                            event.time_ms)
             return
         index, message = found
-        meta = _meta(ix)
+        meta = meta_of(ix)
         to = str(meta.get("reply_to") or ix.get("resident") or "")
         if not to:
             logger.warning("email: %s has no resident address to reply to", event.ix)

@@ -20,13 +20,11 @@ and those refusals are expected here, not errors.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
 
 from channels.voice.agi_env import AgiEnv
 from channels.voice.calls import CallRegistry
@@ -36,6 +34,7 @@ from channels.voice.ivr import CallbackRequested, Deflected, FlowOutcome, HungUp
 from channels.voice.link import AmiLink, event_time_ms
 from router.config import CitylineConfig
 from router.errors import CitylineError
+from router.hash_fields import meta_of
 from router.ivr_flow import IvrFlow
 from router.models import Channel, Event, EventType, IntakeRequest
 from router.service import RoutingService
@@ -46,12 +45,6 @@ VOICE = Channel.voice
 # Dial statuses after which the offered agent did not take the call.
 RING_FAILED = frozenset({"NOANSWER", "BUSY", "CONGESTION", "CHANUNAVAIL"})
 
-
-def _meta(ix: Mapping[str, str]) -> dict[str, Any]:
-    try:
-        return dict(json.loads(ix.get("meta") or "{}"))
-    except ValueError:
-        return {}
 
 
 class VoiceAdapter:
@@ -198,7 +191,7 @@ class VoiceAdapter:
         if ix_id is not None:
             ix = await self.service.store.interaction(ix_id)
             state = ix.get("state")
-            if ix.get("callback") == "1" and f.get("Uniqueid") == _meta(ix).get("uniqueid"):
+            if ix.get("callback") == "1" and f.get("Uniqueid") == meta_of(ix).get("uniqueid"):
                 return  # the original call of a callback request: hanging up was expected
             if state in ("queued", "offered"):
                 left = await self.service.resident_left(ix_id, at_ms=at)
@@ -290,7 +283,7 @@ class VoiceAdapter:
         if ix.get("callback") == "1":
             await self._originate_callback(event, ix, endpoint, ringtime)
             return
-        channel = _meta(ix).get("asterisk_channel", "")
+        channel = meta_of(ix).get("asterisk_channel", "")
         for var, value in (("ROUTE_ENDPOINT", endpoint), ("ROUTE_RINGTIME", ringtime)):
             await self.ami.action({"Action": "Setvar", "Channel": channel, "Variable": var,
                                    "Value": value})
@@ -320,7 +313,7 @@ class VoiceAdapter:
             await self.service.ring_failed(event.ix)
 
     async def _back_to_hold(self, ix: Mapping[str, str]) -> None:
-        channel = _meta(ix).get("asterisk_channel", "")
+        channel = meta_of(ix).get("asterisk_channel", "")
         if channel and ix.get("callback") != "1":
             await self.ami.action({"Action": "Redirect", "Channel": channel,
                                    "Context": "cityline-hold", "Exten": ix.get("queue") or "s",
@@ -348,7 +341,7 @@ class VoiceAdapter:
         at = self._last_event_ms or int(self.wall_clock() * 1000)
         kept = ended = 0
         for ix in await self.service.active_interactions(VOICE):
-            meta = _meta(ix)
+            meta = meta_of(ix)
             uniqueid = meta.get("uniqueid", "")
             if ix.get("callback") == "1" and ix.get("state") == "queued":
                 continue

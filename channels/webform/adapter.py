@@ -71,6 +71,7 @@ from router.cases import NUMBER as cases_number
 from router.cases import Actor
 from router.config_webform import WebformConfig
 from router.errors import CitylineError
+from router.hash_fields import as_float, json_object
 from router.http.api.openapi import OPENAPI_KEY, document_channel_route
 from router.http.app import json_error
 from router.models import Channel, Event, EventType, IntakeRequest
@@ -222,7 +223,7 @@ class WebformAdapter:
                      text: str) -> None:
         """Queue conversation message `index` of `ix_id` once for the resident's e-mail or
         phone, or record why it cannot be sent. Idempotent: the outbox takes a message once."""
-        meta = _json_dict(interaction.get("meta"))
+        meta = json_object(interaction.get("meta"))
         contact = str(meta.get("contact") or interaction.get("resident") or "")
         lang = interaction.get("language") or self.cfg.city.default_language
         ref = interaction.get("ref", "")
@@ -536,8 +537,8 @@ class WebformAdapter:
                 raise Refused(exc.status, exc.code, exc.message) from None
             logger.info("webform: request %s is already part of case %s", ref, number)
             return ix, case, False
-        meta = _json_dict(ix.get("meta"))
-        lat, lon = _float(meta.get("lat")), _float(meta.get("lon"))
+        meta = json_object(ix.get("meta"))
+        lat, lon = as_float(meta.get("lat")), as_float(meta.get("lon"))
         try:
             found = await self.service.cases.find_duplicates(ix.get("topic", ""), lat, lon)
         except CitylineError as exc:  # cases are off, or the category has no case rule
@@ -570,7 +571,7 @@ class WebformAdapter:
                 ix = None
         if not ix or ix.get("channel") != Channel.webform:
             raise Refused(404, "not_found", f"there is no web-form request {ref}")
-        if not _key_opens(key, _json_dict(ix.get("meta")).get(KEY_META)):
+        if not _key_opens(key, json_object(ix.get("meta")).get(KEY_META)):
             raise Refused(403, "wrong_key", "the key does not open this request")
         return ix
 
@@ -695,7 +696,7 @@ class WebformAdapter:
             lang = self.language(request)
             t = _texts(lang)
             return _page(lang, t["not_found"], f"<p>{_e(ref)}</p>", status=404)
-        meta = _json_dict(ix.get("meta"))
+        meta = json_object(ix.get("meta"))
         if not _key_opens(request.query.get("key", ""), meta.get(KEY_META)):
             # a stranger may have guessed the number: not even the resident's language
             lang = self.language(request)
@@ -749,15 +750,6 @@ def _key_opens(key: str, stored: Any) -> bool:
     return hmac.compare_digest(_digest(key), stored)
 
 
-def _json_dict(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, dict):
-        return raw
-    try:
-        value = json.loads(raw or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
 
 def _with_nonce(fields: dict[str, str]) -> dict[str, str]:
     token = fields.get("csrf_token", "")
@@ -806,12 +798,6 @@ def _case_url(number: str, lang: str) -> str:
     """A case's public status page (relative: served by this server, see router.http)."""
     return f"/cases/{number}?lang={lang}"
 
-
-def _float(value: Any) -> float | None:
-    try:
-        return None if value in (None, "") else float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _e(value: Any) -> str:

@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 
 from queues.keys import Keys
 from router.config import CitylineConfig
+from router.hash_fields import as_int, json_object
 from router.models import Channel
 from router.web.wall_data import label
 
@@ -76,19 +77,6 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _int(value: Any) -> int:
-    try:
-        return int(float(_s(value))) if value not in (None, "", b"") else 0
-    except ValueError:
-        return 0
-
-
-def _meta(text: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def shown_state(state: str, held: list[Mapping[str, Any]]) -> str:
@@ -109,12 +97,12 @@ def interaction_item(ix: Mapping[str, str], cfg: CitylineConfig, messages: int,
                      deliveries: Mapping[str, str]) -> dict[str, Any]:  # fmt: skip
     queue = ix.get("queue", "")
     q = cfg.queues.get(queue)
-    offered = _int(ix.get("offered_ms"))
-    deadline = _int(ix.get("offer_deadline"))
+    offered = as_int(ix.get("offered_ms"))
+    deadline = as_int(ix.get("offer_deadline"))
     if not deadline and offered and q is not None:
         deadline = offered + int(q.offer_timeout_s * 1000)
-    talk_end = _int(ix.get("talk_end_ms"))
-    wrapup_until = _int(ix.get("wrapup_until"))
+    talk_end = as_int(ix.get("talk_end_ms"))
+    wrapup_until = as_int(ix.get("wrapup_until"))
     if not wrapup_until and talk_end and q is not None:
         wrapup_until = talk_end + int(q.wrapup_s * 1000)
     channel = ix.get("channel", "")
@@ -129,23 +117,23 @@ def interaction_item(ix: Mapping[str, str], cfg: CitylineConfig, messages: int,
         "queue": queue,
         "queue_label": label(q.labels, cfg, queue) if q else queue,
         "state": ix.get("state", ""),
-        "priority": _int(ix.get("priority")),
+        "priority": as_int(ix.get("priority")),
         "language": ix.get("language", ""),
         "topic": ix.get("topic", ""),
         "resident": ix.get("resident", ""),
         "resident_name": ix.get("resident_name", ""),
         "subject": ix.get("subject", ""),
         "body": ix.get("body", ""),
-        "ivr_path": str(_meta(ix.get("meta", "")).get("ivr_path", "")),
-        "transfers": _int(ix.get("transfers")),
+        "ivr_path": str(json_object(ix.get("meta", "")).get("ivr_path", "")),
+        "transfers": as_int(ix.get("transfers")),
         "transfer_note": ix.get("transfer_note", ""),
         "kb_card": ix.get("kb_card", ""),  # answered from this knowledge card (KBANSWER)
         "case": ix.get("case", ""),  # the number of the case made of it (or linked to)
-        "created_ms": _int(ix.get("created_ms")),
-        "entered_ms": _int(ix.get("entered_ms")),
+        "created_ms": as_int(ix.get("created_ms")),
+        "entered_ms": as_int(ix.get("entered_ms")),
         "offered_ms": offered,
         "deadline_ms": deadline,
-        "connected_ms": _int(ix.get("connected_ms")),
+        "connected_ms": as_int(ix.get("connected_ms")),
         "talk_end_ms": talk_end,
         "wrapup_until_ms": wrapup_until,
         "has_wrapup": bool(q is not None and q.wrapup_s > 0),
@@ -197,9 +185,9 @@ async def read_view(
             "shown": shown_state(state, held),
             "reason": reason,
             "reason_label": (label(rc.labels, cfg, reason) if rc else reason) or "",
-            "since_ms": _int(agent.get("state_since")),
+            "since_ms": as_int(agent.get("state_since")),
             "capacity": capacity,
-            "load": {str(ch): _int(agent.get(f"load:{ch}")) for ch in Channel},
+            "load": {str(ch): as_int(agent.get(f"load:{ch}")) for ch in Channel},
         },
         "offers": [item for item in held if item["state"] == "offered"],
         "work": [item for item in held if item["state"] != "offered"],

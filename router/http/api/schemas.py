@@ -7,13 +7,13 @@ strings Redis keeps into typed values, so clients and the OpenAPI document see n
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from router.auth import MAX_PASSWORD_LENGTH
+from router.hash_fields import as_int, json_object
 from router.models import AgentState, Channel, InteractionState
 
 # An agent's or a resident's message; long enough for an e-mail answer, short enough that a
@@ -111,19 +111,6 @@ class MessagePosted(BaseModel):
 # --- interactions ---------------------------------------------------------------------------
 
 
-def _int(value: str | None) -> int:
-    try:
-        return int(float(value)) if value else 0
-    except ValueError:
-        return 0
-
-
-def _json_dict(value: str | None) -> dict[str, Any]:
-    try:
-        data = json.loads(value) if value else {}
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 class InteractionView(BaseModel):
@@ -164,7 +151,7 @@ class InteractionView(BaseModel):
             )
         }  # fmt: skip
         numbers = {
-            name: _int(ix.get(name))
+            name: as_int(ix.get(name))
             for name in (
                 "priority", "attempts", "transfers", "created_ms", "enqueued_ms", "entered_ms",
                 "offered_ms", "connected_ms", "ended_ms",
@@ -175,8 +162,8 @@ class InteractionView(BaseModel):
             **numbers,
             channel=Channel(ix["channel"]),
             state=InteractionState(ix["state"]),
-            skills={k: _int(str(v)) for k, v in _json_dict(ix.get("skills")).items()},
-            meta=_json_dict(ix.get("meta")),
+            skills={k: as_int(str(v)) for k, v in json_object(ix.get("skills")).items()},
+            meta=json_object(ix.get("meta")),
         )
 
 
@@ -198,8 +185,8 @@ class DeliveryView(BaseModel):
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> DeliveryView:
         return cls(channel=str(record.get("channel", "")), status=str(record.get("status", "")),
-                   attempts=_int(str(record.get("attempts", 0))),
-                   error=str(record.get("error", "")), at_ms=_int(str(record.get("at_ms", 0))))
+                   attempts=as_int(str(record.get("attempts", 0))),
+                   error=str(record.get("error", "")), at_ms=as_int(str(record.get("at_ms", 0))))
 
 
 class MessageView(BaseModel):
@@ -255,11 +242,11 @@ class AgentView(BaseModel):
             line=profile.line,
             state=AgentState(stored.get("state") or "offline"),
             reason=stored.get("reason", ""),
-            state_since_ms=_int(stored.get("state_since")),
-            idle_since_ms=_int(stored.get("idle_since")),
+            state_since_ms=as_int(stored.get("state_since")),
+            idle_since_ms=as_int(stored.get("idle_since")),
             skills=dict(profile.skills),
             capacity=dict(profile.capacity),
-            load={ch: _int(stored.get(f"load:{ch}")) for ch in Channel},
+            load={ch: as_int(stored.get(f"load:{ch}")) for ch in Channel},
         )
 
 
@@ -374,7 +361,7 @@ class HistoryEntry(BaseModel):
         return cls(
             id=ix.get("id", ""), ref=ix.get("ref", ""), channel=Channel(ix["channel"]),
             queue=ix.get("queue", ""), topic=ix.get("topic", ""),
-            state=InteractionState(ix["state"]), created_ms=_int(ix.get("created_ms")),
+            state=InteractionState(ix["state"]), created_ms=as_int(ix.get("created_ms")),
             subject=subject,
         )  # fmt: skip
 

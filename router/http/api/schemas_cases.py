@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from router.cases import NUMBER_PATTERN
+from router.hash_fields import as_float, as_int
 
 CaseStatus = Literal["open", "assigned", "in_progress", "completed", "rejected", "duplicate"]
 
@@ -23,18 +24,6 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return None if value in (None, "") else float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 # --- requests -------------------------------------------------------------------------------
@@ -194,18 +183,18 @@ class CaseView(BaseModel):
             category=case.get("category", ""), unit=case.get("unit", ""),
             status=status,  # type: ignore[arg-type]
             assignee=case.get("assignee", ""), description=case.get("description", ""),
-            address=case.get("address", ""), lat=_float(case.get("lat")),
-            lon=_float(case.get("lon")), photos=photos,
-            media=_media(case.get("number", ""), photos), created_ms=_int(case.get("created_ms")),
-            due_ms=_int(case.get("due_ms")), updated_ms=_int(case.get("updated_ms")),
-            closed_ms=_int(case.get("closed_ms")),
+            address=case.get("address", ""), lat=as_float(case.get("lat")),
+            lon=as_float(case.get("lon")), photos=photos,
+            media=_media(case.get("number", ""), photos), created_ms=as_int(case.get("created_ms")),
+            due_ms=as_int(case.get("due_ms")), updated_ms=as_int(case.get("updated_ms")),
+            closed_ms=as_int(case.get("closed_ms")),
             overdue=bool(now_ms and status not in ("completed", "rejected", "duplicate")
-                         and _int(case.get("due_ms")) < now_ms),
+                         and as_int(case.get("due_ms")) < now_ms),
             ix=case.get("ix", ""), channel=case.get("channel", ""),
-            language=case.get("language", ""), reports=_int(case.get("reports")),
+            language=case.get("language", ""), reports=as_int(case.get("reports")),
             duplicate_of=case.get("duplicate_of", ""),
             history=[CaseHistoryEntry(
-                status=str(h.get("status", "")), time_ms=_int(h.get("t")),
+                status=str(h.get("status", "")), time_ms=as_int(h.get("t")),
                 by=str(h.get("by", "")), unit=str(h.get("unit", "")),
                 note=str(h.get("note", "")), public_note=str(h.get("public_note", "")),
                 duplicate_of=str(h.get("duplicate_of", "")),
@@ -232,7 +221,7 @@ class DuplicateCandidate(BaseModel):
         return cls(number=str(case.get("number", "")), category=str(case.get("category", "")),
                    status=case.get("status", "open"), address=str(case.get("address", "")),
                    distance_m=float(case.get("distance_m") or 0),
-                   created_ms=_int(case.get("created_ms")), reports=_int(case.get("reports")))
+                   created_ms=as_int(case.get("created_ms")), reports=as_int(case.get("reports")))
 
 
 class CaseCreated(BaseModel):
