@@ -105,7 +105,7 @@ def texts(lang: str) -> dict[str, str]:
 
 
 
-def _contact_route(contact: str, region: str) -> tuple[str, str]:
+def contact_route(contact: str, region: str) -> tuple[str, str]:
     """(via, to) for a contact typed by a resident or an agent: e-mail or SMS, or ("", "")."""
     try:
         clean = contact_of(contact, region)
@@ -128,14 +128,14 @@ def _channel_route(channel: str, ix: dict[str, str], meta: dict[str, Any],
         chat = str(meta.get("chat_id") or (m.group(1) if m else ""))
         return ("telegram", chat) if chat else ("", "")
     if channel == "webform":
-        route = _contact_route(str(meta.get("contact") or ix.get("resident") or ""), region)
+        route = contact_route(str(meta.get("contact") or ix.get("resident") or ""), region)
         if not route[0] and meta.get("phone"):
-            route = _contact_route(str(meta["phone"]), region)
+            route = contact_route(str(meta["phone"]), region)
         return route
     if channel == "chat":
         # the contact typed when starting the chat (channels/chat keeps it in meta "contact"),
         # else the conversation itself, as long as it lasts
-        route = _contact_route(str(meta.get("contact") or ""), region)
+        route = contact_route(str(meta.get("contact") or ""), region)
         if not route[0] and ix.get("id"):
             route = ("chat", ix["id"])
         return route
@@ -156,7 +156,7 @@ def subscriber_for(cfg: CitylineConfig, ix: dict[str, str], contact: str = "",
         return Subscriber(ix=ix.get("id", ""), via="", to="",
                           language=ix.get("language") or cfg.city.default_language,
                           ref=ix.get("ref", ""), channel=channel, declined="1")
-    via, to = _contact_route(contact, region) if contact else ("", "")
+    via, to = contact_route(contact, region) if contact else ("", "")
     if not via:
         via, to = _channel_route(channel, ix, meta, region)
     reply_id = str(meta.get("message_id") or "") if via == "email" and channel == "email" else ""

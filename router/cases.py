@@ -204,7 +204,7 @@ class CaseService:
                               photos=list(data.photos), language=language, channel=channel)
         sub = None
         if data.contact:
-            via, to = case_notices._contact_route(data.contact, self.cfg.city.country)
+            via, to = case_notices.contact_route(data.contact, self.cfg.city.country)
             if not via:
                 raise Unprocessable("contact: give an e-mail address or a phone number",
                                     code="invalid_contact")
